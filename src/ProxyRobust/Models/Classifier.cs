@@ -1,0 +1,193 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace ProxyRobust.Models;
+
+/// <summary>
+/// A classifier on [0,1] pixels: normalises per channel ((x - mean) / std), then runs the architecture.
+/// State-dict names: "normalize.mean", "normalize.std", "net.*" (documented in docs/FORMATS.md).
+/// </summary>
+public sealed class Classifier : Module<Tensor, Tensor>
+{
+    private readonly Normalize normalize;
+    private readonly Module<Tensor, Tensor> net;
+
+    public ArchSpec Spec { get; }
+
+    public Classifier(ArchSpec spec, Module<Tensor, Tensor> body) : base("Classifier")
+    {
+        Spec = spec;
+        normalize = new Normalize(spec.Mean, spec.Std);
+        net = body;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => net.forward(normalize.forward(x));
+}
+
+public sealed class Normalize : Module<Tensor, Tensor>
+{
+    private readonly Tensor mean;
+    private readonly Tensor std;
+
+    public Normalize(float[] mean, float[] std) : base("Normalize")
+    {
+        this.mean = tensor(mean).reshape(1, mean.Length, 1, 1);
+        this.std = tensor(std).reshape(1, std.Length, 1, 1);
+        register_buffer("mean", this.mean);
+        register_buffer("std", this.std);
+    }
+
+    public override Tensor forward(Tensor x) => (x - mean) / std;
+}
+
+/// <summary>Two conv layers with max pooling and two linear layers: the fast model for 28x28 gray images.</summary>
+public sealed class SmallCnn : Module<Tensor, Tensor>
+{
+    private readonly Conv2d conv1, conv2;
+    private readonly Linear fc1, fc2;
+
+    public SmallCnn(int channels, int height, int width, int numClasses) : base("SmallCnn")
+    {
+        conv1 = Conv2d(channels, 32, 3, padding: 1);
+        conv2 = Conv2d(32, 64, 3, padding: 1);
+        fc1 = Linear(64 * (height / 4) * (width / 4), 128);
+        fc2 = Linear(128, numClasses);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = functional.max_pool2d(functional.relu(conv1.forward(x)), 2);
+        h = functional.max_pool2d(functional.relu(conv2.forward(h)), 2);
+        h = functional.relu(fc1.forward(h.flatten(1)));
+        return fc2.forward(h).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Pre-activation ResNet-18 (He et al. 2016), as used throughout the adversarial-training literature.</summary>
+public sealed class PreActResNet18 : Module<Tensor, Tensor>
+{
+    private readonly Conv2d conv1;
+    private readonly Sequential layer1, layer2, layer3, layer4;
+    private readonly BatchNorm2d bn;
+    private readonly Linear linear;
+
+    public PreActResNet18(int channels, int numClasses) : base("PreActResNet18")
+    {
+        conv1 = Conv2d(channels, 64, 3, padding: 1, bias: false);
+        int inPlanes = 64;
+        Sequential Layer(int planes, int stride)
+        {
+            var blocks = new List<(string, Module<Tensor, Tensor>)>();
+            for (int i = 0; i < 2; i++)
+            {
+                blocks.Add((i.ToString(), new PreActBlock(inPlanes, planes, i == 0 ? stride : 1)));
+                inPlanes = planes;
+            }
+            return Sequential(blocks);
+        }
+        layer1 = Layer(64, 1); layer2 = Layer(128, 2); layer3 = Layer(256, 2); layer4 = Layer(512, 2);
+        bn = BatchNorm2d(512);
+        linear = Linear(512, numClasses);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = layer4.forward(layer3.forward(layer2.forward(layer1.forward(conv1.forward(x)))));
+        h = functional.adaptive_avg_pool2d(functional.relu(bn.forward(h)), 1).flatten(1);
+        return linear.forward(h).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class PreActBlock : Module<Tensor, Tensor>
+{
+    private readonly BatchNorm2d bn1, bn2;
+    private readonly Conv2d conv1, conv2;
+    private readonly Conv2d? shortcut;
+
+    public PreActBlock(int inPlanes, int planes, int stride) : base("PreActBlock")
+    {
+        bn1 = BatchNorm2d(inPlanes);
+        conv1 = Conv2d(inPlanes, planes, 3, stride: stride, padding: 1, bias: false);
+        bn2 = BatchNorm2d(planes);
+        conv2 = Conv2d(planes, planes, 3, padding: 1, bias: false);
+        if (stride != 1 || inPlanes != planes) shortcut = Conv2d(inPlanes, planes, 1, stride: stride, bias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var o = functional.relu(bn1.forward(x));
+        var sc = shortcut is null ? x : shortcut.forward(o);
+        o = conv1.forward(o);
+        o = conv2.forward(functional.relu(bn2.forward(o)));
+        return (o + sc).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>WideResNet-depth-widen (Zagoruyko &amp; Komodakis 2016), the pre-activation variant of TRADES/robustness code.</summary>
+public sealed class WideResNet : Module<Tensor, Tensor>
+{
+    private readonly Conv2d conv1;
+    private readonly Sequential block1, block2, block3;
+    private readonly BatchNorm2d bn1;
+    private readonly Linear fc;
+
+    public WideResNet(int depth, int widen, int channels, int numClasses) : base("WideResNet")
+    {
+        int n = (depth - 4) / 6;
+        int[] widths = [16, 16 * widen, 32 * widen, 64 * widen];
+        conv1 = Conv2d(channels, widths[0], 3, padding: 1, bias: false);
+        Sequential Group(int inW, int outW, int stride) =>
+            Sequential(Enumerable.Range(0, n).Select(i =>
+                (i.ToString(), (Module<Tensor, Tensor>)new WideBasicBlock(i == 0 ? inW : outW, outW, i == 0 ? stride : 1))).ToList());
+        block1 = Group(widths[0], widths[1], 1);
+        block2 = Group(widths[1], widths[2], 2);
+        block3 = Group(widths[2], widths[3], 2);
+        bn1 = BatchNorm2d(widths[3]);
+        fc = Linear(widths[3], numClasses);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = block3.forward(block2.forward(block1.forward(conv1.forward(x))));
+        h = functional.adaptive_avg_pool2d(functional.relu(bn1.forward(h)), 1).flatten(1);
+        return fc.forward(h).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class WideBasicBlock : Module<Tensor, Tensor>
+{
+    private readonly BatchNorm2d bn1, bn2;
+    private readonly Conv2d conv1, conv2;
+    private readonly Conv2d? convShortcut;
+
+    public WideBasicBlock(int inPlanes, int outPlanes, int stride) : base("WideBasicBlock")
+    {
+        bn1 = BatchNorm2d(inPlanes);
+        conv1 = Conv2d(inPlanes, outPlanes, 3, stride: stride, padding: 1, bias: false);
+        bn2 = BatchNorm2d(outPlanes);
+        conv2 = Conv2d(outPlanes, outPlanes, 3, padding: 1, bias: false);
+        if (inPlanes != outPlanes || stride != 1) convShortcut = Conv2d(inPlanes, outPlanes, 1, stride: stride, bias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var a = functional.relu(bn1.forward(x));
+        var o = conv2.forward(functional.relu(bn2.forward(conv1.forward(a))));
+        // With a projection the shortcut takes the activated input, as in the reference implementation.
+        var sc = convShortcut is null ? x : convShortcut.forward(a);
+        return (o + sc).MoveToOuterDisposeScope();
+    }
+}

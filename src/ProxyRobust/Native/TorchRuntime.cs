@@ -1,0 +1,51 @@
+using TorchSharp;
+
+namespace ProxyRobust.Native;
+
+/// <summary>Thrown when libtorch cannot be loaded; the message is one sentence a user can act on.</summary>
+public sealed class NativeLoadException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>
+/// Initialises libtorch once. Before the first native call it patches the libLibTorchSharp.so next to the
+/// application if the host needs it (covers copies that no build step touched, e.g. an installed .NET tool).
+/// </summary>
+public static class TorchRuntime
+{
+    private static readonly Lazy<bool> Initialised = new(Initialise, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    public static void EnsureInitialised() => _ = Initialised.Value;
+
+    private static bool Initialise()
+    {
+        try
+        {
+            if (!ElfVersionPatcher.HostLibStdCxxHas(ElfVersionPatcher.LibTorchSharpRequiredVersion))
+                ElfVersionPatcher.PatchFolderIfHostNeeds(AppContext.BaseDirectory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            // Read-only install: fall through, and let the load below explain what is wrong.
+        }
+
+        try
+        {
+            torch.InitializeDeviceType(DeviceType.CPU);
+            using var probe = torch.ones(1);
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            var why = e.Message.Contains("GLIBCXX", StringComparison.Ordinal)
+                ? $"this system's libstdc++ lacks {ElfVersionPatcher.LibTorchSharpRequiredVersion} and the copy of libLibTorchSharp.so in {AppContext.BaseDirectory} could not be patched (is the folder writable?); rebuild with 'dotnet build' or install libstdc++ from GCC 13 or newer"
+                : $"libtorch could not be loaded from {AppContext.BaseDirectory} ({FirstLine(e)}); run 'dotnet restore' and 'dotnet build' so that the TorchSharp-cpu native libraries are copied next to the program";
+            throw new NativeLoadException($"Cannot start libtorch: {why}.", e);
+        }
+    }
+
+    private static string FirstLine(Exception e)
+    {
+        var inner = e;
+        while (inner.InnerException is not null) inner = inner.InnerException;
+        return inner.Message.Split('\n')[0].Trim();
+    }
+}
