@@ -63,6 +63,18 @@ public static class DatasetLoader
         throw new DataFormatException(path, "empty folder: no IDX files, CIFAR batches, images or class sub-folders");
     }
 
+    /// <summary>Whether <paramref name="path"/> holds the given split (a single file holds one unnamed split: false for Test).</summary>
+    public static bool HasSplit(string? path, Split split)
+    {
+        if (string.IsNullOrEmpty(path) || path.Equals(FashionMnistName, StringComparison.OrdinalIgnoreCase)) return true;
+        if (File.Exists(path)) return split == Split.Train;
+        if (!Directory.Exists(path)) return split == Split.Train;
+        if (FindIdxPair(path, Split.Train) is not null) return FindIdxPair(path, split) is not null;
+        if (FindCifarBatches(path, Split.Train).Files.Count > 0) return FindCifarBatches(path, split).Files.Count > 0;
+        if (Directory.Exists(Path.Combine(path, "train"))) return Directory.Exists(Path.Combine(path, split == Split.Train ? "train" : "test"));
+        return split == Split.Train;
+    }
+
     private static (string Images, string Labels)? FindIdxPair(string dir, Split split)
     {
         if (!Directory.Exists(dir)) return null;

@@ -1,0 +1,48 @@
+using ProxyRobust.Training;
+using Spectre.Console;
+
+namespace ProxyRobust.Cli;
+
+/// <summary>Renders training progress: a bar with rate and ETA on a terminal, a line every few seconds otherwise (logs, CI).</summary>
+internal static class ProgressView
+{
+    public static T Train<T>(string title, Func<IProgress<TrainProgress>, T> work)
+    {
+        if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double lastPrint = -1e9;
+            return work(new Sync<TrainProgress>(p =>
+            {
+                if (clock.Elapsed.TotalSeconds - lastPrint < 5 && p.Step != p.TotalSteps) return;
+                lastPrint = clock.Elapsed.TotalSeconds;
+                double eta = p.Step == 0 ? 0 : clock.Elapsed.TotalSeconds / p.Step * (p.TotalSteps - p.Step);
+                Console.WriteLine($"{title}: epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} acc {p.Accuracy:P1} " +
+                                  $"{p.ImagesPerSecond:F0} img/s lr {p.LearningRate:G3} eta {TimeSpan.FromSeconds(eta):hh\\:mm\\:ss}");
+            }));
+        }
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                     new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(title);
+                result = work(new Sync<TrainProgress>(p =>
+                {
+                    task.MaxValue = p.TotalSteps;
+                    task.Value = p.Step;
+                    task.Description = Markup.Escape(
+                        $"{title} ep {p.Epoch}/{p.Epochs} loss {p.Loss:F3} acc {p.Accuracy:P1} {p.ImagesPerSecond:F0} img/s");
+                }));
+            });
+        return result;
+    }
+
+    /// <summary>Reports synchronously on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class Sync<TValue>(Action<TValue> report) : IProgress<TValue>
+    {
+        public void Report(TValue value) => report(value);
+    }
+}

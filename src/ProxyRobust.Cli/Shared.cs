@@ -1,0 +1,48 @@
+using System.CommandLine;
+using ProxyRobust.Data;
+using ProxyRobust.Native;
+using Spectre.Console;
+using TorchSharp;
+
+namespace ProxyRobust.Cli;
+
+/// <summary>Options that several verbs share, and the torch set-up they imply.</summary>
+internal static class Shared
+{
+    public static Option<string> Data(string description = "training data: 'fashion-mnist' (Debian's package), an IDX/CIFAR/image folder, or an images .npy") =>
+        new("--data") { Description = description, DefaultValueFactory = _ => DatasetLoader.FashionMnistName };
+
+    public static Option<string?> Labels() => new("--labels") { Description = "labels .npy for an images .npy or .bin (default: NAME.labels.npy)" };
+
+    public static Option<string> Device() =>
+        new Option<string>("--device") { Description = "cpu or cuda (needs a CUDA TorchSharp package)", DefaultValueFactory = _ => "cpu" }
+            .AcceptOnlyFromAmong("cpu", "cuda");
+
+    public static Option<int> Threads() =>
+        new("--threads") { Description = "CPU threads for torch (0: all cores)", DefaultValueFactory = _ => 0 };
+
+    public static Option<int> Seed() => new("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
+
+    public static Option<int> BatchSize(int dflt) => new("--batch-size") { Description = "images per batch", DefaultValueFactory = _ => dflt };
+
+    public static void StartTorch(int threads)
+    {
+        TorchRuntime.EnsureInitialised();
+        torch.set_num_threads(threads > 0 ? threads : Environment.ProcessorCount);
+    }
+
+    public static Split ParseSplit(string s) => s.ToLowerInvariant() switch
+    {
+        "train" => Split.Train,
+        "test" => Split.Test,
+        _ => throw new UsageException($"--split must be train or test, not '{s}'"),
+    };
+
+    public static void Table(string title, IEnumerable<(string Key, string Value)> rows)
+    {
+        var table = new Table().Title(title).AddColumn("").AddColumn("");
+        table.HideHeaders();
+        foreach (var (k, v) in rows) table.AddRow(Markup.Escape(k), Markup.Escape(v));
+        AnsiConsole.Write(table);
+    }
+}
