@@ -13,6 +13,7 @@ internal static class TrainCommand
         var labels = Shared.Labels();
         var evalData = new Option<string?>("--eval-data") { Description = "evaluation data (default: the test split of --data)" };
         var trainSize = new Option<int?>("--train-size") { Description = "train on a seeded, class-balanced subset of this many images" };
+        var evalSize = new Option<int?>("--eval-size") { Description = "evaluate on a seeded, class-balanced subset of this many images" };
         var arch = new Option<string>("--arch") { Description = "small-cnn | preact-resnet18 | wrn-D-K (e.g. wrn-16-4, wrn-28-10)", DefaultValueFactory = _ => "small-cnn" };
         var epochs = new Option<int>("--epochs") { Description = "passes over the training data", DefaultValueFactory = _ => 10 };
         var batch = Shared.BatchSize(128);
@@ -34,7 +35,7 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Train a classifier (standard training; adversarial trainers come with PORT).")
         {
-            data, labels, evalData, trainSize, arch, epochs, batch, lr, momentum, wd, nesterov, warmup, smoothing, ema,
+            data, labels, evalData, trainSize, evalSize, arch, epochs, batch, lr, momentum, wd, nesterov, warmup, smoothing, ema,
             crop, flip, checkpointEvery, output, resume, seed, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
@@ -42,7 +43,7 @@ internal static class TrainCommand
             Shared.StartTorch(p.GetValue(threads));
             var config = new TrainRunConfig
             {
-                Data = p.GetValue(data)!, Labels = p.GetValue(labels), EvalData = p.GetValue(evalData), TrainSize = p.GetValue(trainSize),
+                Data = p.GetValue(data)!, Labels = p.GetValue(labels), EvalData = p.GetValue(evalData), TrainSize = p.GetValue(trainSize), EvalSize = p.GetValue(evalSize),
                 Arch = p.GetValue(arch)!, OutputDir = p.GetValue(output)!, Resume = p.GetValue(resume),
                 Options = new TrainOptions
                 {

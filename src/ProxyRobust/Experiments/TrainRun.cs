@@ -16,6 +16,8 @@ public sealed record TrainRunConfig
     public string? EvalData { get; init; }
     /// <summary>Use a seeded, class-balanced subset of this many training images.</summary>
     public int? TrainSize { get; init; }
+    /// <summary>Evaluate on a seeded, class-balanced subset of this many evaluation images (null: all).</summary>
+    public int? EvalSize { get; init; }
     public string Arch { get; init; } = "small-cnn";
     public TrainOptions Options { get; init; } = new();
     public required string OutputDir { get; init; }
@@ -42,6 +44,8 @@ public static class TrainRun
             throw new ArgumentException($"--train-size {size} is outside 1..{fullTrain.Count}");
         var train = config.TrainSize is { } n && n < fullTrain.Count ? fullTrain.Split(n, config.Options.Seed).Taken : fullTrain;
 
+        var eval = evalData is not null && config.EvalSize is { } m && m < evalData.Count ? evalData.Split(m, config.Options.Seed + 1).Taken : evalData;
+
         var (mean, std) = DatasetStats.ChannelMeanStd(train);
         var spec = ArchSpec.For(config.Arch, train.Channels, train.Height, train.Width, train.NumClasses, mean, std);
         torch.manual_seed(config.Options.Seed);
@@ -53,11 +57,12 @@ public static class TrainRun
             ["trainImages"] = train.Count,
             ["trainSize"] = config.TrainSize,
             ["evalData"] = config.EvalData ?? (evalData is null ? null : config.Data + " (test split)"),
+            ["evalImages"] = eval?.Count,
             ["classNames"] = JsonSerializer.SerializeToNode(train.ClassNames),
             ["version"] = typeof(TrainRun).Assembly.GetName().Version?.ToString(),
         };
         var trainer = new Trainer(config.Options, new CrossEntropyObjective(config.Options.LabelSmoothing));
-        var result = trainer.Run(model, train, evalData, config.OutputDir, config.Resume, progress, cancel, description);
+        var result = trainer.Run(model, train, eval, config.OutputDir, config.Resume, progress, cancel, description);
 
         var summary = description.DeepClone().AsObject();
         summary["arch"] = JsonSerializer.SerializeToNode(spec);
