@@ -63,3 +63,19 @@ public sealed class ModelTests
         Assert.Throws<ArgumentException>(() => ArchSpec.For("wrn-15-2", 1, 28, 28, 10));
     }
 }
+
+public sealed class FlopCounterTests
+{
+    public FlopCounterTests() => TestSupport.InitTorch();
+
+    [Fact]
+    public void Small_cnn_macs_match_the_layer_by_layer_closed_form()
+    {
+        using var model = ArchSpec.For("small-cnn", 1, 28, 28, 10).Create();
+        long expected = 28 * 28 * 32 * (1 * 9)      // conv1, 3x3, padding 1
+                      + 14 * 14 * 64 * (32 * 9)     // conv2 after 2x2 pooling
+                      + 64 * 7 * 7 * 128            // fc1
+                      + 128 * 10;                   // fc2
+        Assert.Equal(expected, FlopCounter.ForwardMacsPerImage(model));
+    }
+}

@@ -24,7 +24,7 @@ public sealed class Classifier : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => net.forward(normalize.forward(x));
+    public override Tensor forward(Tensor x) => net.call(normalize.call(x));
 }
 
 public sealed class Normalize : Module<Tensor, Tensor>
@@ -61,10 +61,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = functional.max_pool2d(functional.relu(conv1.forward(x)), 2);
-        h = functional.max_pool2d(functional.relu(conv2.forward(h)), 2);
-        h = functional.relu(fc1.forward(h.flatten(1)));
-        return fc2.forward(h).MoveToOuterDisposeScope();
+        var h = functional.max_pool2d(functional.relu(conv1.call(x)), 2);
+        h = functional.max_pool2d(functional.relu(conv2.call(h)), 2);
+        h = functional.relu(fc1.call(h.flatten(1)));
+        return fc2.call(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -99,9 +99,9 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = layer4.forward(layer3.forward(layer2.forward(layer1.forward(conv1.forward(x)))));
-        h = functional.adaptive_avg_pool2d(functional.relu(bn.forward(h)), 1).flatten(1);
-        return linear.forward(h).MoveToOuterDisposeScope();
+        var h = layer4.call(layer3.call(layer2.call(layer1.call(conv1.call(x)))));
+        h = functional.adaptive_avg_pool2d(functional.relu(bn.call(h)), 1).flatten(1);
+        return linear.call(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -124,10 +124,10 @@ public sealed class PreActBlock : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var o = functional.relu(bn1.forward(x));
-        var sc = shortcut is null ? x : shortcut.forward(o);
-        o = conv1.forward(o);
-        o = conv2.forward(functional.relu(bn2.forward(o)));
+        var o = functional.relu(bn1.call(x));
+        var sc = shortcut is null ? x : shortcut.call(o);
+        o = conv1.call(o);
+        o = conv2.call(functional.relu(bn2.call(o)));
         return (o + sc).MoveToOuterDisposeScope();
     }
 }
@@ -159,9 +159,9 @@ public sealed class WideResNet : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = block3.forward(block2.forward(block1.forward(conv1.forward(x))));
-        h = functional.adaptive_avg_pool2d(functional.relu(bn1.forward(h)), 1).flatten(1);
-        return fc.forward(h).MoveToOuterDisposeScope();
+        var h = block3.call(block2.call(block1.call(conv1.call(x))));
+        h = functional.adaptive_avg_pool2d(functional.relu(bn1.call(h)), 1).flatten(1);
+        return fc.call(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -184,10 +184,10 @@ public sealed class WideBasicBlock : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var a = functional.relu(bn1.forward(x));
-        var o = conv2.forward(functional.relu(bn2.forward(conv1.forward(a))));
+        var a = functional.relu(bn1.call(x));
+        var o = conv2.call(functional.relu(bn2.call(conv1.call(a))));
         // With a projection the shortcut takes the activated input, as in the reference implementation.
-        var sc = convShortcut is null ? x : convShortcut.forward(a);
+        var sc = convShortcut is null ? x : convShortcut.call(a);
         return (o + sc).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using ProxyRobust.Data;
+using ProxyRobust.Models;
+using ProxyRobust.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Bench;
+
+public sealed record StepResult(string Arch, int Batch, double ImagesPerSecond, double Gflops, double Utilisation, long ForwardMacsPerImage);
+
+public static class Measure
+{
+    /// <summary>Median GFLOP/s of an n x n fp32 matmul.</summary>
+    public static double MatmulGflops(int n, int reps = 10)
+    {
+        using var a = randn(n, n);
+        using var b = randn(n, n);
+        for (int i = 0; i < 2; i++) a.matmul(b).Dispose();
+        var times = new List<double>();
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            a.matmul(b).Dispose();
+            times.Add(sw.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        return 2.0 * n * n * n / times[reps / 2] / 1e9;
+    }
+
+    /// <summary>Images per second of full training steps (forward, backward, SGD update) with the given objective.</summary>
+    public static StepResult TrainStep(ImageDataset data, string arch, int batch, ITrainingObjective objective, int steps, double peakGflops,
+                                       double flopMultiplier = 3)
+    {
+        torch.manual_seed(0);
+        var (mean, std) = DatasetStats.ChannelMeanStd(data, 5000);
+        using var model = ArchSpec.For(arch, data.Channels, data.Height, data.Width, data.NumClasses, mean, std).Create();
+        long macs = FlopCounter.ForwardMacsPerImage(model);
+        using var sgd = new Sgd(model, 0.9, 5e-4, false);
+        var sampler = new BatchSampler(data, batch, shuffle: true, AugmentOptions.None, seed: 0);
+        model.train();
+        int warm = Math.Max(3, steps / 10), done = 0;
+        long images = 0;
+        var sw = new Stopwatch();
+        foreach (var b in Enumerable.Range(0, 1000).SelectMany(e => sampler.Epoch(e)))
+        {
+            if (done == warm) { sw.Start(); images = 0; }
+            using (var scope = NewDisposeScope())
+            {
+                var (x, y) = b.ToTensors(CPU);
+                var (loss, _) = objective.Loss(model, x, y);
+                model.zero_grad();
+                loss.backward();
+                sgd.Step(0.01);
+                loss.item<float>();
+            }
+            images += b.Count;
+            if (++done == warm + steps) break;
+        }
+        double rate = images / sw.Elapsed.TotalSeconds;
+        double gflops = rate * macs * 2 * flopMultiplier / 1e9;
+        return new StepResult(arch, batch, rate, gflops, gflops / peakGflops, macs);
+    }
+}
