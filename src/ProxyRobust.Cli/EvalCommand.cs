@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using ProxyRobust.Attacks;
 using ProxyRobust.Data;
 using ProxyRobust.Training;
 using TorchSharp;
@@ -15,46 +16,91 @@ internal static class EvalCommand
         var labels = Shared.Labels();
         var split = new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => "test" };
         var ema = new Option<bool>("--ema") { Description = "evaluate the EMA weights (if the checkpoint has them)" };
+        var n = new Option<int?>("--n-examples") { Description = "evaluate a seeded, class-balanced subset of this many points" };
+        var attack = new Option<string>("--attack") { Description = "none | pgd | fgsm", DefaultValueFactory = _ => "none" }.AcceptOnlyFromAmong("none", "pgd", "fgsm");
+        var norm = new Option<string>("--norm") { Description = "linf or l2", DefaultValueFactory = _ => "linf" }.AcceptOnlyFromAmong("linf", "l2");
+        var eps = new Option<double?>("--eps") { Description = "perturbation budget (required with an attack)" };
+        var steps = new Option<int>("--steps") { Description = "PGD steps", DefaultValueFactory = _ => 20 };
+        var restarts = new Option<int>("--restarts") { Description = "PGD random restarts", DefaultValueFactory = _ => 1 };
+        var stepSize = new Option<double?>("--step-size") { Description = "PGD step size (default 2.5 eps / steps)" };
+        var loss = new Option<string>("--loss") { Description = "ce (cross-entropy) or margin (Carlini-Wagner)", DefaultValueFactory = _ => "ce" }.AcceptOnlyFromAmong("ce", "margin");
+        var saveAdv = new Option<string?>("--save-adv") { Description = "write the adversarial examples (float32 N x H x W x C .npy in [0,1]) and their labels (.labels.npy)" };
+        var seed = Shared.Seed();
         var batch = Shared.BatchSize(256);
         var json = new Option<string?>("--json") { Description = "write the results as JSON to this file" };
         var device = Shared.Device();
         var threads = Shared.Threads();
-        var cmd = new Command("eval", "Evaluate a classifier: clean accuracy with a Wilson 95% interval, per class.")
+        var cmd = new Command("eval", "Evaluate a classifier: clean and robust (PGD) accuracy with Wilson 95% intervals, per class.")
         {
-            checkpoint, data, labels, split, ema, batch, json, device, threads,
+            checkpoint, data, labels, split, ema, n, attack, norm, eps, steps, restarts, stepSize, loss, saveAdv, seed, batch, json, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
             Shared.StartTorch(p.GetValue(threads));
+            IAttack? chosen = null;
+            if (p.GetValue(attack) != "none")
+            {
+                double e = p.GetValue(eps) ?? throw new UsageException("--eps is required with --attack");
+                if (e <= 0) throw new UsageException($"--eps must be positive, got {e}");
+                var threat = new ThreatModel(ThreatModel.ParseNorm(p.GetValue(norm)!), e);
+                int k = TrainCommand.Positive(p.GetValue(steps), "--steps");
+                chosen = p.GetValue(attack) == "fgsm"
+                    ? new Fgsm(threat)
+                    : new Pgd(threat, k, p.GetValue(stepSize) ?? Pgd.DefaultStepSize(e, k), TrainCommand.Positive(p.GetValue(restarts), "--restarts"),
+                              Loss: p.GetValue(loss) == "margin" ? AttackLoss.Margin : AttackLoss.CrossEntropy);
+            }
             var dev = torch.device(p.GetValue(device)!);
             using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!, p.GetValue(ema));
             model.to(dev);
-            using var dataset = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
+            using var full = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
             var spec = model.Spec;
-            if ((dataset.Channels, dataset.Height, dataset.Width) != (spec.InChannels, spec.Height, spec.Width))
-                throw new DataFormatException(dataset.Source,
-                    $"images are {dataset.Channels}x{dataset.Height}x{dataset.Width}, the model expects {spec.InChannels}x{spec.Height}x{spec.Width}");
-            if (dataset.NumClasses > spec.NumClasses)
-                throw new DataFormatException(dataset.Source, $"{dataset.NumClasses} classes, the model has {spec.NumClasses}");
-            var result = Evaluation.CleanAccuracy(model, dataset, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev);
-            var (lo, hi) = result.Wilson95;
+            if ((full.Channels, full.Height, full.Width) != (spec.InChannels, spec.Height, spec.Width))
+                throw new DataFormatException(full.Source,
+                    $"images are {full.Channels}x{full.Height}x{full.Width}, the model expects {spec.InChannels}x{spec.Height}x{spec.Width}");
+            if (full.NumClasses > spec.NumClasses)
+                throw new DataFormatException(full.Source, $"{full.NumClasses} classes, the model has {spec.NumClasses}");
+            var dataset = p.GetValue(n) is { } count && count < full.Count ? full.Split(TrainCommand.Positive(count, "--n-examples"), p.GetValue(seed)).Taken : full;
+
+            var result = ProgressView.Count("eval", dataset.Count, progress =>
+                RobustEvaluation.Evaluate(model, dataset, chosen, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev,
+                                          p.GetValue(seed), keepAdversarial: p.GetValue(saveAdv) is not null, progress));
             var rows = new List<(string, string)>
             {
                 ("model", spec.ToString()),
                 ("data", $"{dataset.Source} ({dataset.Count} images)"),
-                ("clean accuracy", $"{result.Accuracy:P2}  (95% CI {lo:P1}-{hi:P1})"),
+                ("clean accuracy", TrainCommand.Percent(result.Clean.Accuracy, result.Clean.Wilson95)),
             };
+            if (result.Robust is { } r) rows.Add(($"robust accuracy ({result.AttackName})", TrainCommand.Percent(r.Accuracy, r.Wilson95)));
             for (int c = 0; c < dataset.NumClasses; c++)
-                rows.Add(($"  {dataset.ClassNames[c]}", result.TotalPerClass[c] == 0 ? "-" : $"{(double)result.CorrectPerClass[c] / result.TotalPerClass[c]:P1}"));
+            {
+                if (result.Clean.TotalPerClass[c] == 0) continue;
+                var line = $"{(double)result.Clean.CorrectPerClass[c] / result.Clean.TotalPerClass[c]:P1}";
+                if (result.Robust is { } rr) line += $"  robust {(double)rr.CorrectPerClass[c] / rr.TotalPerClass[c]:P1}";
+                rows.Add(($"  {dataset.ClassNames[c]}", line));
+            }
+            rows.Add(("time", $"{result.Seconds:F1} s"));
             Shared.Table("evaluation", rows);
+
+            if (p.GetValue(saveAdv) is { } advPath && result.Adversarial is { } adv)
+            {
+                var bytes = new byte[adv.Length * 4];
+                Buffer.BlockCopy(adv, 0, bytes, 0, bytes.Length);
+                Npy.Write(advPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
+                Npy.WriteLabels(Path.ChangeExtension(advPath, null) + ".labels.npy", dataset.Labels);
+            }
             if (p.GetValue(json) is { } path)
             {
+                JsonObject Acc(AccuracyResult a) => new()
+                {
+                    ["accuracy"] = a.Accuracy, ["correct"] = a.Correct, ["total"] = a.Total, ["wilson95"] = new JsonArray(a.Wilson95.Low, a.Wilson95.High),
+                    ["perClass"] = new JsonObject(Enumerable.Range(0, dataset.NumClasses).Select(c => KeyValuePair.Create(dataset.ClassNames[c],
+                        (JsonNode?)(a.TotalPerClass[c] == 0 ? null : (double)a.CorrectPerClass[c] / a.TotalPerClass[c])))),
+                };
                 var node = new JsonObject
                 {
-                    ["checkpoint"] = p.GetValue(checkpoint), ["data"] = dataset.Source, ["split"] = p.GetValue(split),
-                    ["clean"] = new JsonObject { ["accuracy"] = result.Accuracy, ["correct"] = result.Correct, ["total"] = result.Total, ["wilson95"] = new JsonArray(lo, hi) },
-                    ["perClass"] = new JsonObject(Enumerable.Range(0, dataset.NumClasses).Select(c => KeyValuePair.Create(dataset.ClassNames[c],
-                        (JsonNode?)(result.TotalPerClass[c] == 0 ? null : (double)result.CorrectPerClass[c] / result.TotalPerClass[c])))),
+                    ["checkpoint"] = p.GetValue(checkpoint), ["data"] = dataset.Source, ["split"] = p.GetValue(split), ["seed"] = p.GetValue(seed),
+                    ["clean"] = Acc(result.Clean), ["attack"] = result.AttackName, ["robust"] = result.Robust is null ? null : Acc(result.Robust),
+                    ["seconds"] = result.Seconds,
                 };
                 AtomicFile.WriteAllText(path, node.ToJsonString(Checkpoint.Json));
             }

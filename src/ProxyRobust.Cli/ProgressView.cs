@@ -40,6 +40,31 @@ internal static class ProgressView
         return result;
     }
 
+    /// <summary>Progress over a known number of items (evaluation, labelling).</summary>
+    public static T Count<T>(string title, int total, Func<IProgress<(int Done, int Total)>, T> work)
+    {
+        if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double lastPrint = 0;
+            return work(new Sync<(int Done, int Total)>(p =>
+            {
+                if (clock.Elapsed.TotalSeconds - lastPrint < 10 || p.Done == p.Total) return;
+                lastPrint = clock.Elapsed.TotalSeconds;
+                Console.WriteLine($"{title}: {p.Done}/{p.Total} ({p.Done / clock.Elapsed.TotalSeconds:F0}/s)");
+            }));
+        }
+        T result = default!;
+        AnsiConsole.Progress().AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(title, maxValue: total);
+                result = work(new Sync<(int Done, int Total)>(p => task.Value = p.Done));
+            });
+        return result;
+    }
+
     /// <summary>Reports synchronously on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
     private sealed class Sync<TValue>(Action<TValue> report) : IProgress<TValue>
     {

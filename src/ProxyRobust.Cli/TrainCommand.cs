@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ProxyRobust.Attacks;
 using ProxyRobust.Data;
 using ProxyRobust.Experiments;
 using ProxyRobust.Training;
@@ -12,10 +13,26 @@ internal static class TrainCommand
         var data = Shared.Data();
         var labels = Shared.Labels();
         var evalData = new Option<string?>("--eval-data") { Description = "evaluation data (default: the test split of --data)" };
-        var trainSize = new Option<int?>("--train-size") { Description = "train on a seeded, class-balanced subset of this many images" };
-        var evalSize = new Option<int?>("--eval-size") { Description = "evaluate on a seeded, class-balanced subset of this many images" };
+        var trainSize = new Option<int?>("--train-size") { Description = "train on a seeded, class-balanced subset of this many real images" };
+        var valSize = new Option<int>("--val-size") { Description = "hold out this many real training images to validate after every epoch; keeps OUT/best.*", DefaultValueFactory = _ => 0 };
+        var evalSize = new Option<int?>("--eval-size") { Description = "test on a seeded, class-balanced subset of this many images" };
+        var dataSeed = new Option<int>("--data-seed") { Description = "seed of the train/validation/hold-out subsets", DefaultValueFactory = _ => 0 };
         var arch = new Option<string>("--arch") { Description = "small-cnn | preact-resnet18 | wrn-D-K (e.g. wrn-16-4, wrn-28-10)", DefaultValueFactory = _ => "small-cnn" };
-        var epochs = new Option<int>("--epochs") { Description = "passes over the training data", DefaultValueFactory = _ => 10 };
+        var method = new Option<string>("--method") { Description = "standard | pgd (PGD-AT) | trades | fgsm (FGSM with random start) | gaussian (noise for smoothing)", DefaultValueFactory = _ => "standard" }
+            .AcceptOnlyFromAmong("standard", "pgd", "trades", "fgsm", "gaussian");
+        var norm = new Option<string>("--norm") { Description = "threat model: linf or l2", DefaultValueFactory = _ => "linf" }.AcceptOnlyFromAmong("linf", "l2");
+        var eps = new Option<double?>("--eps") { Description = "perturbation budget (default 0.1 l-inf / 1.5 l-2 for 28x28 gray, 8/255 / 0.5 otherwise)" };
+        var steps = new Option<int>("--attack-steps") { Description = "PGD steps in training (and TRADES' inner steps)", DefaultValueFactory = _ => 10 };
+        var stepSize = new Option<double?>("--step-size") { Description = "attack step size (default eps/4)" };
+        var beta = new Option<double>("--beta") { Description = "TRADES beta", DefaultValueFactory = _ => 6.0 };
+        var sigma = new Option<double>("--sigma") { Description = "Gaussian noise sigma (method gaussian)", DefaultValueFactory = _ => 0.25 };
+        var synthetic = new Option<string?>("--synthetic") { Description = "proxy images mixed into every batch: images .npy or raw .bin (labels beside it), or holdout:N (N held-out real images)" };
+        var syntheticLabels = new Option<string?>("--synthetic-labels") { Description = "int64 labels .npy of the synthetic images" };
+        var syntheticScores = new Option<string?>("--synthetic-scores") { Description = "float32 .npy of per-image sampling scores (adaptive sampling)" };
+        var syntheticBatch = new Option<int?>("--synthetic-batch") { Description = "synthetic images per batch (default: = --batch-size)" };
+        var gamma = new Option<double>("--gamma") { Description = "weight of the synthetic part of the loss: (1-gamma) real + gamma synthetic", DefaultValueFactory = _ => 0.5 };
+        var testSteps = new Option<int>("--test-attack-steps") { Description = "PGD steps of the final robust test", DefaultValueFactory = _ => 20 };
+        var epochs = new Option<int>("--epochs") { Description = "passes over the real training data", DefaultValueFactory = _ => 10 };
         var batch = Shared.BatchSize(128);
         var lr = new Option<double>("--lr") { Description = "peak learning rate (cosine schedule per iteration)", DefaultValueFactory = _ => 0.1 };
         var momentum = new Option<double>("--momentum") { Description = "SGD momentum", DefaultValueFactory = _ => 0.9 };
@@ -33,18 +50,27 @@ internal static class TrainCommand
         var device = Shared.Device();
         var threads = Shared.Threads();
 
-        var cmd = new Command("train", "Train a classifier (standard training; adversarial trainers come with PORT).")
+        var cmd = new Command("train", "Train a classifier: standard, adversarial (PGD-AT, TRADES, FGSM-RS) or with Gaussian noise, on real data mixed with proxy data (PORT).")
         {
-            data, labels, evalData, trainSize, evalSize, arch, epochs, batch, lr, momentum, wd, nesterov, warmup, smoothing, ema,
-            crop, flip, checkpointEvery, output, resume, seed, device, threads,
+            data, labels, evalData, trainSize, valSize, evalSize, dataSeed, arch, method, norm, eps, steps, stepSize, beta, sigma,
+            synthetic, syntheticLabels, syntheticScores, syntheticBatch, gamma, testSteps,
+            epochs, batch, lr, momentum, wd, nesterov, warmup, smoothing, ema, crop, flip, checkpointEvery, output, resume, seed, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
             Shared.StartTorch(p.GetValue(threads));
+            double g = p.GetValue(gamma);
+            if (g is < 0 or > 1) throw new UsageException($"--gamma must be in [0,1], got {g}");
             var config = new TrainRunConfig
             {
-                Data = p.GetValue(data)!, Labels = p.GetValue(labels), EvalData = p.GetValue(evalData), TrainSize = p.GetValue(trainSize), EvalSize = p.GetValue(evalSize),
-                Arch = p.GetValue(arch)!, OutputDir = p.GetValue(output)!, Resume = p.GetValue(resume),
+                Data = p.GetValue(data)!, Labels = p.GetValue(labels), EvalData = p.GetValue(evalData), TrainSize = p.GetValue(trainSize),
+                ValSize = p.GetValue(valSize), EvalSize = p.GetValue(evalSize), DataSeed = p.GetValue(dataSeed),
+                Arch = p.GetValue(arch)!, Method = Enum.Parse<TrainMethod>(p.GetValue(method)!, ignoreCase: true),
+                Norm = ThreatModel.ParseNorm(p.GetValue(norm)!), Epsilon = p.GetValue(eps), AttackSteps = Positive(p.GetValue(steps), "--attack-steps"),
+                StepSize = p.GetValue(stepSize), Beta = p.GetValue(beta), Sigma = p.GetValue(sigma),
+                Synthetic = p.GetValue(synthetic), SyntheticLabels = p.GetValue(syntheticLabels), SyntheticScores = p.GetValue(syntheticScores),
+                SyntheticBatch = p.GetValue(syntheticBatch), Gamma = g, TestAttackSteps = Positive(p.GetValue(testSteps), "--test-attack-steps"),
+                OutputDir = p.GetValue(output)!, Resume = p.GetValue(resume),
                 Options = new TrainOptions
                 {
                     Epochs = Positive(p.GetValue(epochs), "--epochs"), BatchSize = Positive(p.GetValue(batch), "--batch-size"),
@@ -64,21 +90,27 @@ internal static class TrainCommand
     internal static int Positive(int value, string name) =>
         value > 0 ? value : throw new UsageException($"{name} must be positive, got {value}");
 
+    internal static string Percent(double value, (double Low, double High)? ci) =>
+        ci is { } c ? $"{value:P2}  (95% CI {c.Low:P1}-{c.High:P1})" : $"{value:P2}";
+
     internal static void Report(TrainRunResult result)
     {
         var rows = new List<(string, string)>
         {
             ("model", result.Arch.ToString()),
-            ("training images", result.TrainImages.ToString()),
-            ("epochs", result.Training.History.Count.ToString()),
-            ("time", TimeSpan.FromSeconds(result.Training.Seconds).ToString(@"hh\:mm\:ss")),
+            ("real training images", result.TrainImages.ToString()),
         };
+        if (result.SyntheticImages > 0) rows.Add(("synthetic images", result.SyntheticImages.ToString()));
+        rows.Add(("epochs", result.Training.History.Count.ToString()));
+        rows.Add(("time", TimeSpan.FromSeconds(result.Training.Seconds).ToString(@"hh\:mm\:ss")));
         if (result.Training.History.Count > 0)
             rows.Add(("final train accuracy", $"{result.Training.History[^1].TrainAccuracy:P2}"));
-        if (result.Training.FinalEval is { } e)
+        foreach (var t in new[] { result.Last, result.Best })
         {
-            var (lo, hi) = e.Wilson95;
-            rows.Add(("test accuracy", $"{e.Accuracy:P2}  (95% CI {lo:P1}-{hi:P1}, n={e.Total})"));
+            if (t is null) continue;
+            var label = t.Weights == "best" ? $"best epoch ({t.Epoch})" : "last epoch";
+            rows.Add(($"{label}: clean test accuracy", Percent(t.Clean, t.CleanCi)));
+            if (t.Robust is { } r) rows.Add(($"{label}: robust ({t.Attack})", Percent(r, t.RobustCi)));
         }
         rows.Add(("weights", Path.Combine(result.OutputDir, "final.safetensors")));
         rows.Add(("results", Path.Combine(result.OutputDir, "result.json")));

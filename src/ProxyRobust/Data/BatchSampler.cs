@@ -8,6 +8,19 @@ public sealed record AugmentOptions(int CropPadding = 0, bool HorizontalFlip = f
 {
     public static readonly AugmentOptions None = new();
     public bool Any => CropPadding > 0 || HorizontalFlip;
+
+    /// <summary>Draws one image's shift and flip (no change without a generator).</summary>
+    public (int Dy, int Dx, bool Flip) Draw(Random? rng)
+    {
+        if (rng is null) return (0, 0, false);
+        int dy = 0, dx = 0;
+        if (CropPadding > 0)
+        {
+            dy = rng.Next(-CropPadding, CropPadding + 1);
+            dx = rng.Next(-CropPadding, CropPadding + 1);
+        }
+        return (dy, dx, HorizontalFlip && rng.Next(2) == 1);
+    }
 }
 
 /// <summary>One batch in host memory: float NCHW in [0,1] and labels. Buffers are reused: copy before the next batch.</summary>
@@ -83,17 +96,7 @@ public sealed class BatchSampler(ImageDataset data, int batchSize, bool shuffle,
         {
             int idx = order[start + i];
             into.Labels[i] = data.Labels[idx];
-            int dy = 0, dx = 0;
-            bool flip = false;
-            if (rng is not null)
-            {
-                if (augment.CropPadding > 0)
-                {
-                    dy = rng.Next(-augment.CropPadding, augment.CropPadding + 1);
-                    dx = rng.Next(-augment.CropPadding, augment.CropPadding + 1);
-                }
-                if (augment.HorizontalFlip) flip = rng.Next(2) == 1;
-            }
+            var (dy, dx, flip) = augment.Draw(rng);
             WriteImage(data.Image(idx), into.Images.AsSpan(i * per, per), data.Height, data.Width, data.Channels, dy, dx, flip);
         }
     }

@@ -103,7 +103,8 @@ public static class DatasetLoader
         return len % 3073 != 0 && len % 3074 == 0;
     }
 
-    private static string? FindLabelsFor(string imagesPath)
+    /// <summary>The labels file beside an images file: NAME.labels.npy or NAME_labels.npy.</summary>
+    public static string? FindLabelsFor(string imagesPath)
     {
         var stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(imagesPath))!, Path.GetFileNameWithoutExtension(imagesPath));
         return new[] { stem + ".labels.npy", stem + "_labels.npy" }.FirstOrDefault(File.Exists);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ProxyRobust.Attacks;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using ProxyRobust.Training;
@@ -7,7 +8,9 @@ using TorchSharp;
 
 namespace ProxyRobust.Experiments;
 
-/// <summary>What to train on and how; the CLI's 'train' verb and the demo both run through this.</summary>
+public enum TrainMethod { Standard, Pgd, Trades, Fgsm, Gaussian }
+
+/// <summary>What to train on and how; the CLI's 'train' verb, the demo and the experiments all run through this.</summary>
 public sealed record TrainRunConfig
 {
     public string Data { get; init; } = DatasetLoader.FashionMnistName;
@@ -16,65 +19,184 @@ public sealed record TrainRunConfig
     public string? EvalData { get; init; }
     /// <summary>Use a seeded, class-balanced subset of this many training images.</summary>
     public int? TrainSize { get; init; }
+    /// <summary>Hold out this many real training images (class-balanced) for validation after every epoch; the best epoch is kept.</summary>
+    public int ValSize { get; init; }
     /// <summary>Evaluate on a seeded, class-balanced subset of this many evaluation images (null: all).</summary>
     public int? EvalSize { get; init; }
+    /// <summary>Seed of the data subsets (train, validation, hold-out), separate from the training seed.</summary>
+    public int DataSeed { get; init; }
     public string Arch { get; init; } = "small-cnn";
+    public TrainMethod Method { get; init; } = TrainMethod.Standard;
+    public Norm Norm { get; init; } = Norm.Linf;
+    /// <summary>Perturbation budget; null: 0.1 (l-inf) / 1.5 (l-2) for 28x28 gray images, 8/255 / 0.5 otherwise (the paper's CIFAR-10 values).</summary>
+    public double? Epsilon { get; init; }
+    public int AttackSteps { get; init; } = 10;
+    /// <summary>Attack step size; null: eps / 4 (2/255 at 8/255, as in the paper's code).</summary>
+    public double? StepSize { get; init; }
+    public double Beta { get; init; } = 6.0;
+    public double Sigma { get; init; } = 0.25;
+    /// <summary>Proxy data: an images .npy / raw .bin (labels beside it or in <see cref="SyntheticLabels"/>), or "holdout:N" for N held-out real images.</summary>
+    public string? Synthetic { get; init; }
+    public string? SyntheticLabels { get; init; }
+    /// <summary>Per-sample sampling scores (float32 .npy) for the synthetic store: images are drawn proportionally to them.</summary>
+    public string? SyntheticScores { get; init; }
+    /// <summary>Synthetic images per batch; null: as many as real ones (the paper's equal halves).</summary>
+    public int? SyntheticBatch { get; init; }
+    /// <summary>Weight of the synthetic part of the loss: (1 - gamma) * real + gamma * synthetic.</summary>
+    public double Gamma { get; init; } = 0.5;
+    public int ValAttackSteps { get; init; } = 10;
+    public int TestAttackSteps { get; init; } = 20;
+    public int TestAttackRestarts { get; init; } = 1;
     public TrainOptions Options { get; init; } = new();
     public required string OutputDir { get; init; }
     public bool Resume { get; init; }
+
+    public bool Adversarial => Method is TrainMethod.Pgd or TrainMethod.Trades or TrainMethod.Fgsm;
 }
 
-public sealed record TrainRunResult(string OutputDir, ArchSpec Arch, int TrainImages, TrainResult Training)
+/// <summary>Clean and robust test accuracy of one set of weights (last epoch or best validation epoch).</summary>
+public sealed record TestMetrics(string Weights, int? Epoch, double Clean, double? Robust, (double Low, double High) CleanCi, (double Low, double High)? RobustCi,
+                                 string? Attack, int Points);
+
+public sealed record TrainRunResult(string OutputDir, ArchSpec Arch, int TrainImages, int SyntheticImages, TrainResult Training,
+                                    TestMetrics? Last, TestMetrics? Best)
 {
-    public double? TestAccuracy => Training.FinalEval?.Accuracy;
+    public double? TestAccuracy => Last?.Clean;
 }
 
 public static class TrainRun
 {
+    public static ThreatModel Threat(TrainRunConfig c, ImageDataset data)
+    {
+        bool smallGray = data.Channels == 1 && data.Height <= 28;
+        double eps = c.Epsilon ?? (c.Norm == Norm.Linf ? (smallGray ? 0.1 : 8.0 / 255) : (smallGray ? 1.5 : 0.5));
+        return new ThreatModel(c.Norm, eps);
+    }
+
+    public static ITrainingObjective Objective(TrainRunConfig c, ThreatModel threat)
+    {
+        double step = c.StepSize ?? threat.Epsilon / 4;
+        return c.Method switch
+        {
+            TrainMethod.Standard => new CrossEntropyObjective(c.Options.LabelSmoothing),
+            TrainMethod.Pgd => new AdversarialObjective(new Pgd(threat, c.AttackSteps, step, KeepFirstSuccess: false), $"pgd-at ({threat}, {c.AttackSteps} steps)", c.Options.LabelSmoothing),
+            TrainMethod.Fgsm => new AdversarialObjective(new Fgsm(threat, RandomStart: true), $"fgsm-rs ({threat})", c.Options.LabelSmoothing),
+            TrainMethod.Trades => new TradesObjective(threat, c.AttackSteps, step, c.Beta),
+            TrainMethod.Gaussian => new GaussianNoiseObjective(c.Sigma),
+            _ => throw new ArgumentOutOfRangeException(nameof(c)),
+        };
+    }
+
     public static TrainRunResult Execute(TrainRunConfig config, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         using var fullTrain = DatasetLoader.Load(config.Data, Split.Train, config.Labels);
-        using var evalData = config.EvalData is null
-            ? (DatasetLoader.HasSplit(config.Data, Split.Test) ? DatasetLoader.Load(config.Data, Split.Test, config.Labels) : null)
-            : DatasetLoader.Load(config.EvalData, Split.Test);
+        using var evalData = config.EvalData is not null ? DatasetLoader.Load(config.EvalData, Split.Test)
+            : DatasetLoader.HasSplit(config.Data, Split.Test) ? DatasetLoader.Load(config.Data, Split.Test, config.Labels) : null;
         if (evalData is not null && (evalData.Height, evalData.Width, evalData.Channels) != (fullTrain.Height, fullTrain.Width, fullTrain.Channels))
             throw new DataFormatException(evalData.Source,
                 $"evaluation images are {evalData.Height}x{evalData.Width}x{evalData.Channels}, training images {fullTrain.Height}x{fullTrain.Width}x{fullTrain.Channels}");
-        if (config.TrainSize is { } size && (size < 1 || size > fullTrain.Count))
-            throw new ArgumentException($"--train-size {size} is outside 1..{fullTrain.Count}");
-        var train = config.TrainSize is { } n && n < fullTrain.Count ? fullTrain.Split(n, config.Options.Seed).Taken : fullTrain;
 
-        var eval = evalData is not null && config.EvalSize is { } m && m < evalData.Count ? evalData.Split(m, config.Options.Seed + 1).Taken : evalData;
+        // Real data: validation split first, then the training subset, then (optionally) a hold-out used as an ideal proxy.
+        var pool = fullTrain;
+        ImageDataset? val = null;
+        if (config.ValSize > 0)
+        {
+            if (config.ValSize >= fullTrain.Count) throw new ArgumentException($"--val-size {config.ValSize} leaves no training images");
+            (val, pool) = fullTrain.Split(config.ValSize, Seeds.Derive(config.DataSeed, 1));
+        }
+        if (config.TrainSize is { } size && (size < 1 || size > pool.Count))
+            throw new ArgumentException($"--train-size {size} is outside 1..{pool.Count}");
+        var (train, unused) = config.TrainSize is { } n && n < pool.Count ? pool.Split(n, Seeds.Derive(config.DataSeed, 2)) : (pool, pool.Select([]));
+        using var synthetic = OpenSynthetic(config, train, unused);
+        var eval = evalData is not null && config.EvalSize is { } m && m < evalData.Count ? evalData.Split(m, Seeds.Derive(config.DataSeed, 3)).Taken : evalData;
 
         var (mean, std) = DatasetStats.ChannelMeanStd(train);
         var spec = ArchSpec.For(config.Arch, train.Channels, train.Height, train.Width, train.NumClasses, mean, std);
         torch.manual_seed(config.Options.Seed);
         using var model = spec.Create();
+        var threat = Threat(config, train);
+        var device = torch.device(config.Options.Device);
+        double step = config.StepSize ?? threat.Epsilon / 4;
+        IAttack? valAttack = config.Adversarial ? new Pgd(threat, config.ValAttackSteps, step) : null;
+        IAttack? testAttack = config.Adversarial
+            ? new Pgd(threat, config.TestAttackSteps, Pgd.DefaultStepSize(threat.Epsilon, config.TestAttackSteps), config.TestAttackRestarts)
+            : null;
 
         var description = new JsonObject
         {
-            ["data"] = config.Data,
+            ["config"] = JsonSerializer.SerializeToNode(config with { Options = new TrainOptions() }),
+            ["method"] = config.Method.ToString().ToLowerInvariant(),
+            ["threat"] = config.Adversarial ? threat.ToString() : null,
             ["trainImages"] = train.Count,
-            ["trainSize"] = config.TrainSize,
-            ["evalData"] = config.EvalData ?? (evalData is null ? null : config.Data + " (test split)"),
+            ["valImages"] = val?.Count,
+            ["syntheticImages"] = synthetic?.Count,
             ["evalImages"] = eval?.Count,
             ["classNames"] = JsonSerializer.SerializeToNode(train.ClassNames),
             ["version"] = typeof(TrainRun).Assembly.GetName().Version?.ToString(),
         };
-        var trainer = new Trainer(config.Options, new CrossEntropyObjective(config.Options.LabelSmoothing));
-        var result = trainer.Run(model, train, eval, config.OutputDir, config.Resume, progress, cancel, description);
+        Func<Classifier, Validation>? validate = val is null ? null : m =>
+        {
+            var r = RobustEvaluation.Evaluate(m, val, valAttack, 256, device, seed: 7, cancel: cancel);
+            return new Validation(r.Clean.Accuracy, r.Robust?.Accuracy);
+        };
+        var mix = synthetic is null ? null
+            : new SyntheticMix(new SyntheticStream(synthetic, config.SyntheticBatch ?? config.Options.BatchSize, config.Options.Augment,
+                                                   Seeds.Derive(config.Options.Seed, 0x5E), ReadScores(config)), config.Gamma);
+        var trainer = new Trainer(config.Options, Objective(config, threat));
+        var result = trainer.Run(model, train, config.OutputDir, config.Resume, progress, cancel, description, validate, mix);
+
+        TestMetrics? Test(string name, int? epoch)
+        {
+            if (eval is null || !File.Exists(Checkpoint.JsonPath(Path.Combine(config.OutputDir, name)))) return null;
+            using var weights = Checkpoint.LoadClassifier(Path.Combine(config.OutputDir, name), preferEma: config.Options.EmaDecay is not null);
+            weights.to(device);
+            var r = RobustEvaluation.Evaluate(weights, eval, testAttack, 256, device, seed: 11, cancel: cancel);
+            return new TestMetrics(name, epoch, r.Clean.Accuracy, r.Robust?.Accuracy, r.Clean.Wilson95, r.Robust?.Wilson95, r.AttackName, r.Clean.Total);
+        }
+        var last = Test("final", result.History.Count);
+        var best = result.BestEpoch is null ? null : Test("best", result.BestEpoch);
 
         var summary = description.DeepClone().AsObject();
         summary["arch"] = JsonSerializer.SerializeToNode(spec);
         summary["options"] = JsonSerializer.SerializeToNode(config.Options);
         summary["history"] = JsonSerializer.SerializeToNode(result.History);
         summary["seconds"] = result.Seconds;
-        if (result.FinalEval is { } e)
-        {
-            var (lo, hi) = e.Wilson95;
-            summary["test"] = new JsonObject { ["accuracy"] = e.Accuracy, ["correct"] = e.Correct, ["total"] = e.Total, ["wilson95"] = new JsonArray(lo, hi) };
-        }
+        summary["test"] = new JsonObject { ["last"] = Json(last), ["best"] = Json(best) };
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, "result.json"), summary.ToJsonString(Checkpoint.Json));
-        return new TrainRunResult(config.OutputDir, spec, train.Count, result);
+        return new TrainRunResult(config.OutputDir, spec, train.Count, synthetic?.Count ?? 0, result, last, best);
+    }
+
+    private static JsonNode? Json(TestMetrics? t) => t is null ? null : new JsonObject
+    {
+        ["weights"] = t.Weights, ["epoch"] = t.Epoch, ["points"] = t.Points,
+        ["clean"] = t.Clean, ["cleanWilson95"] = new JsonArray(t.CleanCi.Low, t.CleanCi.High),
+        ["robust"] = t.Robust, ["robustWilson95"] = t.RobustCi is { } ci ? new JsonArray(ci.Low, ci.High) : null,
+        ["attack"] = t.Attack,
+    };
+
+    private static float[]? ReadScores(TrainRunConfig c) => c.SyntheticScores is null ? null : Npy.ReadFloats(c.SyntheticScores);
+
+    /// <summary>Opens the proxy data and checks it against the real data before any training starts.</summary>
+    private static ImageDataset? OpenSynthetic(TrainRunConfig c, ImageDataset real, ImageDataset unusedReal)
+    {
+        if (c.Synthetic is null) return null;
+        if (c.Synthetic.StartsWith("holdout:", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!int.TryParse(c.Synthetic["holdout:".Length..], out int count) || count < 1)
+                throw new ArgumentException($"--synthetic {c.Synthetic}: expected holdout:N with N > 0");
+            if (count > unusedReal.Count)
+                throw new ArgumentException($"--synthetic {c.Synthetic}: only {unusedReal.Count} real training images are not used for training or validation");
+            return unusedReal.Split(count, Seeds.Derive(c.DataSeed, 4)).Taken;
+        }
+        var labels = c.SyntheticLabels ?? DatasetLoader.FindLabelsFor(c.Synthetic)
+            ?? throw new DataFormatException(c.Synthetic, "no labels for the synthetic images: pass --synthetic-labels, or label them with 'proxyrobust label'");
+        var store = NpyDataset.Read(c.Synthetic, labels, real.ClassNames, (real.Height, real.Width, real.Channels));
+        if ((store.Height, store.Width, store.Channels) != (real.Height, real.Width, real.Channels))
+        {
+            store.Dispose();
+            throw new DataFormatException(c.Synthetic,
+                $"synthetic images are {store.Height}x{store.Width}x{store.Channels}, the real ones {real.Height}x{real.Width}x{real.Channels}");
+        }
+        return store;
     }
 }

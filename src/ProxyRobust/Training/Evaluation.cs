@@ -29,37 +29,6 @@ public static class Evaluation
 {
     /// <summary>Clean accuracy of <paramref name="model"/> on <paramref name="data"/> (eval mode, no gradients).</summary>
     public static AccuracyResult CleanAccuracy(Classifier model, ImageDataset data, int batchSize, Device device,
-                                               IProgress<(int Done, int Total)>? progress = null)
-    {
-        bool wasTraining = model.training;
-        model.eval();
-        try
-        {
-            var sampler = new BatchSampler(data, batchSize, shuffle: false, AugmentOptions.None, seed: 0);
-            int correct = 0, total = 0;
-            var perClass = new int[data.NumClasses];
-            var totalPerClass = new int[data.NumClasses];
-            using var noGrad = no_grad();
-            foreach (var batch in sampler.Epoch(0))
-            {
-                using var scope = NewDisposeScope();
-                var (x, y) = batch.ToTensors(device);
-                var hit = model.forward(x).argmax(1).eq(y).cpu();
-                var hits = hit.data<bool>().ToArray();
-                for (int i = 0; i < batch.Count; i++)
-                {
-                    int label = (int)batch.Labels[i];
-                    totalPerClass[label]++;
-                    if (hits[i]) { correct++; perClass[label]++; }
-                }
-                total += batch.Count;
-                progress?.Report((total, data.Count));
-            }
-            return new AccuracyResult(correct, total, perClass, totalPerClass);
-        }
-        finally
-        {
-            model.train(wasTraining);
-        }
-    }
+                                               IProgress<(int Done, int Total)>? progress = null) =>
+        RobustEvaluation.Evaluate(model, data, attack: null, batchSize, device, progress: progress).Clean;
 }

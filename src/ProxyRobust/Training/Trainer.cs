@@ -25,31 +25,40 @@ public sealed record TrainOptions
     public AugmentOptions Augment { get; init; } = AugmentOptions.None;
     /// <summary>Save a resumable checkpoint every this many optimizer steps (and at every epoch end).</summary>
     public int CheckpointEverySteps { get; init; } = 200;
-    /// <summary>Evaluate on the evaluation set every this many epochs (0: only at the end).</summary>
-    public int EvalEveryEpochs { get; init; } = 1;
     public string Device { get; init; } = "cpu";
 }
 
 public sealed record TrainProgress(int Epoch, int Epochs, long Step, long TotalSteps, double Loss, double Accuracy,
                                    double ImagesPerSecond, double LearningRate);
 
-public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double? EvalAccuracy, double Seconds);
+/// <summary>Accuracy on the validation set after an epoch: clean, and robust when an attack is configured.</summary>
+public sealed record Validation(double Clean, double? Robust)
+{
+    /// <summary>What "best" maximises: robust accuracy when measured, else clean accuracy.</summary>
+    public double Score => Robust ?? Clean;
+}
 
-public sealed record TrainResult(string OutputDir, IReadOnlyList<EpochMetrics> History, AccuracyResult? FinalEval, double Seconds);
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double? ValClean, double? ValRobust, double Seconds);
+
+/// <summary>Proxy data mixed into every batch: the stream and gamma, the weight of the synthetic part of the loss.</summary>
+public sealed record SyntheticMix(SyntheticStream Stream, double Gamma);
+
+public sealed record TrainResult(string OutputDir, IReadOnlyList<EpochMetrics> History, int? BestEpoch, double Seconds);
 
 /// <summary>
-/// Runs a training loop with any <see cref="ITrainingObjective"/>: seeded batches, SGD with a per-iteration cosine schedule,
-/// optional EMA, checkpoints every few steps (OUT/last.*), final weights (OUT/final.*). With resume it continues from
-/// OUT/last.* and ends with the same weights as an uninterrupted run: the batch order and augmentation depend only on
-/// (seed, epoch, batch), and torch's generator is re-seeded from (seed, step) before every step.
+/// Runs a training loop with any <see cref="ITrainingObjective"/>: seeded batches (real, plus synthetic ones when mixing),
+/// SGD with a per-iteration cosine schedule, optional EMA, a validation after every epoch with the best epoch kept
+/// (OUT/best.*), resumable checkpoints every few steps (OUT/last.*) and the final weights (OUT/final.*). With resume it
+/// continues from OUT/last.* and ends with the same weights as an uninterrupted run: the batch order and augmentation
+/// depend only on (seed, epoch, batch), and torch's generator is re-seeded from (seed, step) before every step.
 /// </summary>
 public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
 {
     public TrainOptions Options => options;
 
-    public TrainResult Run(Classifier model, ImageDataset train, ImageDataset? evalData, string outputDir, bool resume,
+    public TrainResult Run(Classifier model, ImageDataset train, string outputDir, bool resume,
                            IProgress<TrainProgress>? progress = null, CancellationToken cancel = default,
-                           JsonObject? description = null)
+                           JsonObject? description = null, Func<Classifier, Validation>? validate = null, SyntheticMix? synthetic = null)
     {
         var device = torch.device(options.Device);
         model.to(device);
@@ -67,36 +76,44 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
         var sampler = new BatchSampler(train, options.BatchSize, shuffle: true, options.Augment, options.Seed, dropLast: false);
         long stepsPerEpoch = sampler.BatchesPerEpoch, totalSteps = stepsPerEpoch * options.Epochs;
         var schedule = new CosineSchedule(options.LearningRate, totalSteps, (long)Math.Round(options.WarmupEpochs * stepsPerEpoch));
+        var synthBatch = synthetic?.Stream.NewBatch();
 
-        var history = new List<EpochMetrics>();
-        long step = 0;
-        double secondsBefore = 0;
+        var state = new RunState();
         var last = Path.Combine(outputDir, "last");
         if (resume && File.Exists(Checkpoint.JsonPath(last)))
-            (step, secondsBefore) = Restore(last, model, emaModel, sgd, history);
+            state = Restore(last, model, emaModel, sgd);
         else
             Directory.CreateDirectory(outputDir);
 
         var clock = Stopwatch.StartNew();
-        var epochLoss = 0.0; var epochCorrect = 0L; var epochSeen = 0L;
         var epochClock = Stopwatch.StartNew();
         var rateClock = Stopwatch.StartNew(); long rateImages = 0;
-        AccuracyResult? lastEval = null;
         model.train();
 
-        while (step < totalSteps)
+        while (state.Step < totalSteps)
         {
-            int epoch = (int)(step / stepsPerEpoch);
-            int batchInEpoch = (int)(step % stepsPerEpoch);
+            int epoch = (int)(state.Step / stepsPerEpoch);
+            int batchInEpoch = (int)(state.Step % stepsPerEpoch);
             foreach (var batch in sampler.Epoch(epoch, batchInEpoch))
             {
                 cancel.ThrowIfCancellationRequested();
+                long step = state.Step;
                 double lr = schedule.At(step);
                 using (var scope = NewDisposeScope())
                 {
                     torch.manual_seed(Seeds.Derive(options.Seed, step, 0x57E9));
                     var (x, y) = batch.ToTensors(device);
-                    var (loss, logits) = objective.Loss(model, x, y);
+                    var w = full(batch.Count, 1.0 / batch.Count, device: device);
+                    if (synthetic is not null)
+                    {
+                        // PORT: real and synthetic images in one batch; the synthetic part weighs gamma in the loss.
+                        synthetic.Stream.Fill(step, synthBatch!);
+                        var (xs, ys) = synthBatch!.ToTensors(device);
+                        x = cat([x, xs]);
+                        y = cat([y, ys]);
+                        w = cat([w * (1 - synthetic.Gamma), full(synthBatch.Count, synthetic.Gamma / synthBatch.Count, device: device)]);
+                    }
+                    var (loss, logits) = objective.Loss(model, x, y, w);
                     model.zero_grad();
                     loss.backward();
                     sgd.Step(lr);
@@ -104,63 +121,77 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                     float lossValue = loss.item<float>();
                     if (!float.IsFinite(lossValue))
                         throw new InvalidOperationException($"training diverged at step {step} (loss {lossValue}); lower the learning rate");
-                    epochLoss += lossValue * batch.Count;
-                    epochCorrect += logits.argmax(1).eq(y).sum().item<long>();
+                    state.EpochLoss += lossValue * y.shape[0];
+                    state.EpochCorrect += logits.argmax(1).eq(y).sum().item<long>();
+                    state.EpochSeen += y.shape[0];
+                    rateImages += y.shape[0];
                 }
-                epochSeen += batch.Count; rateImages += batch.Count;
-                step++;
-                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step, totalSteps, epochLoss / epochSeen,
-                    (double)epochCorrect / epochSeen, rateImages / Math.Max(1e-9, rateClock.Elapsed.TotalSeconds), lr));
-                bool epochEnd = step % stepsPerEpoch == 0;
+                state.Step++;
+                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, state.Step, totalSteps, state.EpochLoss / state.EpochSeen,
+                    (double)state.EpochCorrect / state.EpochSeen, rateImages / Math.Max(1e-9, rateClock.Elapsed.TotalSeconds), lr));
+                bool epochEnd = state.Step % stepsPerEpoch == 0;
                 if (epochEnd)
                 {
-                    double? evalAcc = null;
-                    bool evalNow = evalData is not null && (options.EvalEveryEpochs > 0 && (epoch + 1) % options.EvalEveryEpochs == 0 || step == totalSteps);
-                    if (evalNow)
+                    var evaluated = emaModel ?? model;
+                    var val = validate?.Invoke(evaluated);
+                    state.History.Add(new EpochMetrics(epoch + 1, state.EpochLoss / state.EpochSeen, (double)state.EpochCorrect / state.EpochSeen,
+                                                       val?.Clean, val?.Robust, epochClock.Elapsed.TotalSeconds));
+                    if (val is not null && (state.BestScore is null || val.Score > state.BestScore))
                     {
-                        lastEval = Evaluation.CleanAccuracy(emaModel ?? model, evalData!, 256, device);
-                        evalAcc = lastEval.Accuracy;
+                        state.BestScore = val.Score;
+                        state.BestEpoch = epoch + 1;
+                        var best = RunRecord(state, secondsSoFar: 0, description);
+                        best["epoch"] = epoch + 1;
+                        best["validation"] = JsonSerializer.SerializeToNode(val);
+                        Checkpoint.Save(Path.Combine(outputDir, "best"), model, emaModel, null, best);
                     }
-                    history.Add(new EpochMetrics(epoch + 1, epochLoss / epochSeen, (double)epochCorrect / epochSeen, evalAcc,
-                                                 epochClock.Elapsed.TotalSeconds));
-                    epochLoss = 0; epochCorrect = 0; epochSeen = 0; epochClock.Restart();
+                    state.EpochLoss = 0; state.EpochCorrect = 0; state.EpochSeen = 0; epochClock.Restart();
                 }
-                if (epochEnd || step % options.CheckpointEverySteps == 0)
-                    SaveState(last, model, emaModel, sgd, step, secondsBefore + clock.Elapsed.TotalSeconds, history, description);
+                if (epochEnd || state.Step % options.CheckpointEverySteps == 0)
+                    Checkpoint.Save(last, model, emaModel, sgd, RunRecord(state, state.SecondsBefore + clock.Elapsed.TotalSeconds, description));
             }
         }
 
-        double seconds = secondsBefore + clock.Elapsed.TotalSeconds;
-        var final = RunRecord(step, seconds, history, description);
-        final["finalEval"] = lastEval is null ? null : JsonSerializer.SerializeToNode(new { lastEval.Correct, lastEval.Total, lastEval.Accuracy });
-        Checkpoint.Save(Path.Combine(outputDir, "final"), model, emaModel, null, final);
-        return new TrainResult(outputDir, history, lastEval, seconds);
+        double seconds = state.SecondsBefore + clock.Elapsed.TotalSeconds;
+        Checkpoint.Save(Path.Combine(outputDir, "final"), model, emaModel, null, RunRecord(state, seconds, description));
+        return new TrainResult(outputDir, state.History, state.BestEpoch, seconds);
     }
 
-    private JsonObject RunRecord(long step, double seconds, List<EpochMetrics> history, JsonObject? description)
+    /// <summary>Everything about progress that a resumed run must get back.</summary>
+    private sealed class RunState
+    {
+        public long Step;
+        public double SecondsBefore;
+        public double EpochLoss;
+        public long EpochCorrect, EpochSeen;
+        public double? BestScore;
+        public int? BestEpoch;
+        public List<EpochMetrics> History = [];
+    }
+
+    private JsonObject RunRecord(RunState state, double secondsSoFar, JsonObject? description)
     {
         var run = description?.DeepClone().AsObject() ?? new JsonObject();
         run["objective"] = objective.Name;
         run["options"] = JsonSerializer.SerializeToNode(options);
-        run["step"] = step;
-        run["seconds"] = seconds;
-        run["history"] = JsonSerializer.SerializeToNode(history);
+        run["step"] = state.Step;
+        run["seconds"] = secondsSoFar;
+        run["epochPartial"] = new JsonObject { ["loss"] = state.EpochLoss, ["correct"] = state.EpochCorrect, ["seen"] = state.EpochSeen };
+        run["bestScore"] = state.BestScore;
+        run["bestEpoch"] = state.BestEpoch;
+        run["history"] = JsonSerializer.SerializeToNode(state.History);
         return run;
     }
 
-    private void SaveState(string stem, Classifier model, Classifier? ema, Sgd sgd, long step, double seconds,
-                           List<EpochMetrics> history, JsonObject? description) =>
-        Checkpoint.Save(stem, model, ema, sgd, RunRecord(step, seconds, history, description));
-
-    private (long Step, double Seconds) Restore(string stem, Classifier model, Classifier? ema, Sgd sgd, List<EpochMetrics> history)
+    private RunState Restore(string stem, Classifier model, Classifier? ema, Sgd sgd)
     {
         var run = Checkpoint.ReadRun(stem);
         var spec = Checkpoint.ReadArch(run, stem);
         if (!spec.Equals(model.Spec))
             throw new CheckpointException(Checkpoint.JsonPath(stem), $"was written for {spec}, this run trains {model.Spec}");
         var saved = run["options"].Deserialize<TrainOptions>();
-        if (saved is not null && saved with { CheckpointEverySteps = 0, EvalEveryEpochs = 0, Device = "" }
-                              != options with { CheckpointEverySteps = 0, EvalEveryEpochs = 0, Device = "" })
+        if (saved is not null && saved with { CheckpointEverySteps = 0, Device = "" }
+                              != options with { CheckpointEverySteps = 0, Device = "" })
             throw new CheckpointException(Checkpoint.JsonPath(stem),
                 "was written with different training options; resume with the same options or start a new output folder");
         var tensors = Checkpoint.ReadTensors(stem, run);
@@ -177,7 +208,17 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
         {
             foreach (var t in tensors.Values) t.Dispose();
         }
-        history.AddRange(run["history"].Deserialize<List<EpochMetrics>>() ?? []);
-        return ((long?)run["step"] ?? 0, (double?)run["seconds"] ?? 0);
+        var partial = run["epochPartial"];
+        return new RunState
+        {
+            Step = (long?)run["step"] ?? 0,
+            SecondsBefore = (double?)run["seconds"] ?? 0,
+            EpochLoss = (double?)partial?["loss"] ?? 0,
+            EpochCorrect = (long?)partial?["correct"] ?? 0,
+            EpochSeen = (long?)partial?["seen"] ?? 0,
+            BestScore = (double?)run["bestScore"],
+            BestEpoch = (int?)run["bestEpoch"],
+            History = run["history"].Deserialize<List<EpochMetrics>>() ?? [],
+        };
     }
 }

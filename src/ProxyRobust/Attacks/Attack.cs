@@ -1,0 +1,71 @@
+using ProxyRobust.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Attacks;
+
+/// <summary>An attack: images in [0,1] and labels in, adversarial images (same shape, inside the threat model) out.</summary>
+public interface IAttack
+{
+    string Name { get; }
+    ThreatModel Threat { get; }
+    Tensor Perturb(Classifier model, Tensor images, Tensor labels);
+
+    /// <summary>The same attack with another seed (evaluation gives every batch its own).</summary>
+    IAttack WithSeed(long seed);
+}
+
+public enum AttackLoss { CrossEntropy, Margin }
+
+/// <summary>
+/// Puts a model into attack mode for its lifetime: eval mode (BatchNorm uses running statistics) and every parameter
+/// with requires_grad off, so backward passes compute input gradients only, never weight gradients. Restores both.
+/// </summary>
+public sealed class AttackMode : IDisposable
+{
+    private readonly Classifier _model;
+    private readonly bool _wasTraining;
+    private readonly List<(TorchSharp.Modules.Parameter P, bool RequiresGrad)> _params;
+
+    public AttackMode(Classifier model)
+    {
+        _model = model;
+        _wasTraining = model.training;
+        _params = model.parameters().Select(p => (p, p.requires_grad)).ToList();
+        model.eval();
+        foreach (var (p, _) in _params) p.requires_grad = false;
+    }
+
+    public void Dispose()
+    {
+        foreach (var (p, r) in _params) p.requires_grad = r;
+        _model.train(_wasTraining);
+    }
+}
+
+public static class AttackLosses
+{
+    /// <summary>
+    /// Per-example loss the attack ascends. Untargeted: cross-entropy, or the margin max_{j!=y} z_j - z_y (Carlini-Wagner).
+    /// Targeted (towards <paramref name="labels"/> = targets): the negated cross-entropy, or z_t - max_{j!=t} z_j.
+    /// </summary>
+    public static Tensor PerExample(Tensor logits, Tensor labels, AttackLoss loss, bool targeted)
+    {
+        using var scope = NewDisposeScope();
+        Tensor value;
+        if (loss == AttackLoss.CrossEntropy)
+            value = nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.None);
+        else
+        {
+            var onehot = nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype);
+            var labelLogit = (logits * onehot).sum(1);
+            var otherMax = (logits - onehot * 1e9).amax([1]);
+            value = otherMax - labelLogit;
+        }
+        return (targeted ? -value : value).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Whether each example already reaches the attack's goal.</summary>
+    public static Tensor Succeeded(Tensor logits, Tensor labels, bool targeted) =>
+        targeted ? logits.argmax(1).eq(labels) : logits.argmax(1).ne(labels);
+}

@@ -1,0 +1,82 @@
+using ProxyRobust.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Attacks;
+
+/// <summary>
+/// Projected gradient descent (Madry et al. 2018) for l-inf and l-2: optional random start, <c>Steps</c> ascent steps of
+/// <c>StepSize</c> on the chosen loss, projection onto the ball and the box after each, <c>Restarts</c> random restarts.
+/// <para>For evaluation (<c>KeepFirstSuccess</c>), an example keeps the first iterate that reaches the goal, in any
+/// restart: with the same seed, more steps or more restarts can then only find more adversarial examples. For training
+/// the last iterate is returned (the maximiser of the inner problem).</para>
+/// </summary>
+public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Restarts = 1, bool RandomStart = true,
+                         AttackLoss Loss = AttackLoss.CrossEntropy, bool KeepFirstSuccess = true, long Seed = 0) : IAttack
+{
+    public string Name => $"PGD-{Steps}{(Restarts > 1 ? $"x{Restarts}" : "")} ({Threat}, step {StepSize:G3}, {Loss})";
+
+    /// <summary>Targets: when set, <see cref="Perturb"/>'s labels are the targets and the attack descends towards them.</summary>
+    public bool Targeted { get; init; }
+
+    /// <summary>Step size 2.5 * eps / steps (Madry et al.), the usual default when none is given.</summary>
+    public static double DefaultStepSize(double eps, int steps) => 2.5 * eps / Math.Max(1, steps);
+
+    public IAttack WithSeed(long seed) => this with { Seed = seed };
+
+    public Tensor Perturb(Classifier model, Tensor images, Tensor labels)
+    {
+        using var mode = new AttackMode(model);
+        using var scope = NewDisposeScope();
+        var x = images.detach();
+        var generator = new Generator((ulong)Seeds.Derive(Seed, x.shape[0]), x.device);
+        Tensor best = x.clone();
+        Tensor found = zeros(x.shape[0], dtype: ScalarType.Bool, device: x.device);
+        Tensor? lastIterate = null;
+
+        for (int r = 0; r < Math.Max(1, Restarts); r++)
+        {
+            var adv = RandomStart ? Threat.RandomStart(x, generator) : x.clone();
+            for (int t = 0; t <= Steps; t++)
+            {
+                using var stepScope = NewDisposeScope();
+                var input = adv.detach().requires_grad_(true);
+                var logits = model.call(input);
+                if (KeepFirstSuccess)
+                {
+                    // Record iterates that reach the goal, for examples that had not before.
+                    var newly = AttackLosses.Succeeded(logits.detach(), labels, Targeted).logical_and(found.logical_not());
+                    best.index_put_(input.detach().index(newly), newly);
+                    found.logical_or_(newly);
+                }
+                if (t == Steps) break;
+                var loss = AttackLosses.PerExample(logits, labels, Loss, Targeted).sum();
+                var grad = torch.autograd.grad([loss], [input])[0];
+                var next = Threat.Project(Threat.Step(input.detach(), grad, StepSize), x).MoveToOuterDisposeScope();
+                adv.Dispose(); // keep memory flat over many steps
+                adv = next;
+            }
+            lastIterate?.Dispose();
+            lastIterate = adv;
+            if (KeepFirstSuccess && found.all().item<bool>()) break;
+        }
+        var result = KeepFirstSuccess ? where(found.view(-1, 1, 1, 1), best, lastIterate!) : lastIterate!;
+        generator.Dispose();
+        return result.detach().MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// FGSM: one signed-gradient step of size eps (Goodfellow et al. 2015); with a random start and step 1.25 eps it is the
+/// "fast" adversarial training attack of Wong et al. (2020).
+/// </summary>
+public sealed record Fgsm(ThreatModel Threat, bool RandomStart = false, double? StepSize = null, long Seed = 0) : IAttack
+{
+    public string Name => RandomStart ? $"FGSM-RS ({Threat})" : $"FGSM ({Threat})";
+
+    public IAttack WithSeed(long seed) => this with { Seed = seed };
+
+    public Tensor Perturb(Classifier model, Tensor images, Tensor labels) =>
+        new Pgd(Threat, Steps: 1, StepSize ?? (RandomStart ? 1.25 * Threat.Epsilon : Threat.Epsilon), Restarts: 1,
+                RandomStart: RandomStart, KeepFirstSuccess: false, Seed: Seed).Perturb(model, images, labels);
+}

@@ -1,0 +1,93 @@
+using ProxyRobust.Attacks;
+using ProxyRobust.Data;
+using ProxyRobust.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Training;
+
+/// <summary>Clean and (optionally) robust accuracy on the same points, and the adversarial examples if asked for.</summary>
+public sealed record RobustResult(AccuracyResult Clean, AccuracyResult? Robust, string? AttackName, double Seconds)
+{
+    /// <summary>Adversarial images, float32 NHWC in [0,1], when requested.</summary>
+    public float[]? Adversarial { get; init; }
+}
+
+public static class RobustEvaluation
+{
+    /// <summary>
+    /// Evaluates <paramref name="model"/> on <paramref name="data"/>: clean accuracy, and with an attack the robust accuracy
+    /// (a point counts as robust when the model classifies its adversarial example correctly; attacks start from the
+    /// clean point, so a misclassified clean point is never robust). Every adversarial example is checked to lie in the
+    /// threat model's ball and in [0,1]; a violation is a bug and throws.
+    /// </summary>
+    public static RobustResult Evaluate(Classifier model, ImageDataset data, IAttack? attack, int batchSize, Device device,
+                                        long seed = 0, bool keepAdversarial = false, IProgress<(int Done, int Total)>? progress = null,
+                                        CancellationToken cancel = default)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        bool wasTraining = model.training;
+        model.eval();
+        var sampler = new BatchSampler(data, batchSize, shuffle: false, AugmentOptions.None, seed: 0);
+        var clean = new Counter(data.NumClasses);
+        var robust = attack is null ? null : new Counter(data.NumClasses);
+        float[]? adversarial = keepAdversarial && attack is not null ? new float[(long)data.Count * data.ImageBytes] : null;
+        int done = 0, batchIndex = 0;
+        try
+        {
+            foreach (var batch in sampler.Epoch(0))
+            {
+                cancel.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var (x, y) = batch.ToTensors(device);
+                using (no_grad()) clean.Add(model.call(x).argmax(1).eq(y), batch.Labels, batch.Count);
+                if (attack is not null)
+                {
+                    var adv = attack.WithSeed(Seeds.Derive(seed, batchIndex)).Perturb(model, x, y);
+                    CheckInsideThreatModel(attack.Threat, adv, x);
+                    using (no_grad()) robust!.Add(model.call(adv).argmax(1).eq(y), batch.Labels, batch.Count);
+                    if (adversarial is not null)
+                        adv.permute(0, 2, 3, 1).contiguous().cpu().data<float>().CopyTo(adversarial, checked(done * data.ImageBytes));
+                }
+                done += batch.Count;
+                batchIndex++;
+                progress?.Report((done, data.Count));
+            }
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+        return new RobustResult(clean.Result(), robust?.Result(), attack?.Name, clock.Elapsed.TotalSeconds) { Adversarial = adversarial };
+    }
+
+    public static void CheckInsideThreatModel(ThreatModel threat, Tensor adv, Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        double tolerance = 1e-5 * Math.Max(1, threat.Epsilon);
+        double maxNorm = threat.NormOf(adv - x).max().item<float>();
+        if (maxNorm > threat.Epsilon + tolerance)
+            throw new InvalidOperationException($"attack returned a perturbation of norm {maxNorm} > eps {threat.Epsilon}");
+        if (adv.min().item<float>() < 0 || adv.max().item<float>() > 1)
+            throw new InvalidOperationException("attack returned pixels outside [0,1]");
+    }
+
+    private sealed class Counter(int classes)
+    {
+        private int _correct, _total;
+        private readonly int[] _correctPer = new int[classes], _totalPer = new int[classes];
+
+        public void Add(Tensor hits, long[] labels, int count)
+        {
+            var h = hits.cpu().data<bool>().ToArray();
+            for (int i = 0; i < count; i++)
+            {
+                int l = (int)labels[i];
+                _totalPer[l]++; _total++;
+                if (h[i]) { _correctPer[l]++; _correct++; }
+            }
+        }
+
+        public AccuracyResult Result() => new(_correct, _total, _correctPer, _totalPer);
+    }
+}
