@@ -118,7 +118,8 @@ public static class TrainRun
         var device = torch.device(config.Options.Device);
         double step = config.StepSize ?? threat.Epsilon / 4;
         IAttack? valAttack = config.Adversarial ? new Pgd(threat, config.ValAttackSteps, step) : null;
-        IAttack? testAttack = config.Adversarial
+        // Robust test accuracy for adversarial training, and for any method when a budget is given explicitly.
+        IAttack? testAttack = config.Adversarial || config.Epsilon is not null
             ? new Pgd(threat, config.TestAttackSteps, Pgd.DefaultStepSize(threat.Epsilon, config.TestAttackSteps), config.TestAttackRestarts)
             : null;
 
