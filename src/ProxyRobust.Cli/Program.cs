@@ -6,6 +6,7 @@ var root = new RootCommand("ProxyRobust: adversarially robust classifiers traine
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(DataCommand.Create());
+root.Subcommands.Add(LabelCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 
 var parse = root.Parse(args);

@@ -1,3 +1,4 @@
+using ProxyRobust.Training;
 using System.Buffers.Binary;
 using System.Text.Json.Nodes;
 using ProxyRobust.Data;
@@ -93,5 +94,37 @@ public sealed class CliTests
         var e = JsonNode.Parse(File.ReadAllText(tmp.File("eval.json")))!;
         Assert.Equal(10000, e["clean"]!["total"]!.GetValue<int>());
         Assert.InRange(e["clean"]!["accuracy"]!.GetValue<double>(), acc - 0.04, acc + 0.04);
+    }
+}
+
+public sealed class LabelCliTests
+{
+    [Fact]
+    public void Label_assigns_the_classifiers_argmax_and_softmax_confidence()
+    {
+        TestSupport.InitTorch();
+        using var tmp = new TempDir();
+        Assert.Equal(0, TestSupport.RunCli("train", "--train-size", "3000", "--eval-size", "100", "--epochs", "3", "--lr", "0.05", "--out", tmp.File("clf")).Code);
+        using var test = TestSupport.FashionMnist(Split.Test);
+        using var unlabeled = test.Split(400, 1).Taken;
+        NpyDataset.Write(unlabeled, tmp.File("samples.npy"), labelsPath: null);
+        var r = TestSupport.RunCli("label", "--classifier", tmp.File("clf"), "--in", tmp.File("samples.npy"), "--out", tmp.File("store.npy"));
+        Assert.True(r.Code == 0, r.Err);
+        var predicted = Npy.ReadLabels(tmp.File("store.labels.npy"));
+        var confidence = Npy.ReadFloats(tmp.File("store.confidence.npy"));
+        // The store reads back as a synthetic store with the images unchanged.
+        using var store = NpyDataset.Read(tmp.File("store.npy"), tmp.File("store.labels.npy"));
+        Assert.Equal(unlabeled.Image(123).ToArray(), store.Image(123).ToArray());
+        // Recompute independently: a direct forward pass through the loaded classifier.
+        using var model = Checkpoint.LoadClassifier(tmp.File("clf"));
+        var sampler = new BatchSampler(unlabeled, 400, false, AugmentOptions.None, 0);
+        var (x, _) = sampler.Epoch(0).First().ToTensors(TorchSharp.torch.CPU);
+        using var probs = TorchSharp.torch.nn.functional.softmax(model.call(x), 1);
+        var expected = probs.argmax(1).data<long>().ToArray();
+        var expectedConf = probs.amax([1]).data<float>().ToArray();
+        Assert.Equal(expected.Select(v => (int)v), predicted);
+        for (int i = 0; i < confidence.Length; i++) Assert.Equal(expectedConf[i], confidence[i], 5);
+        // and the pseudo-labels are mostly right on real images
+        Assert.True(predicted.Zip(unlabeled.Labels).Count(p => p.First == p.Second) > 0.75 * 400);
     }
 }

@@ -10,8 +10,36 @@ public static class NpyDataset
                                     (int H, int W, int C)? rawShape = null)
     {
         var labels = Npy.ReadLabels(labelsPath);
-        IImageStore store;
+        var (store, h, w, c) = OpenImages(imagesPath, rawShape);
+        try
+        {
+            if (store.Count != labels.Length)
+                throw new DataFormatException(imagesPath, $"{store.Count} images but {labelsPath} holds {labels.Length} labels");
+            int max = labels.Length == 0 ? 0 : labels.Max();
+            classNames ??= Enumerable.Range(0, Math.Max(max + 1, 2)).Select(i => i.ToString()).ToArray();
+            if (max >= classNames.Count)
+                throw new DataFormatException(labelsPath, $"label {max} is outside 0..{classNames.Count - 1}");
+            return new ImageDataset(imagesPath, store, labels, h, w, c, classNames);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Images without labels (e.g. generator samples to pseudo-label): every label is 0 of one class "unlabeled".</summary>
+    public static ImageDataset ReadUnlabeled(string imagesPath, (int H, int W, int C)? rawShape = null)
+    {
+        var (store, h, w, c) = OpenImages(imagesPath, rawShape);
+        return new ImageDataset(imagesPath, store, new int[store.Count], h, w, c, ["unlabeled"]);
+    }
+
+    /// <summary>Memory-maps a uint8 NHWC (or NHW) .npy, or a raw .bin of <paramref name="rawShape"/> images (default 32x32x3).</summary>
+    public static (IImageStore Store, int H, int W, int C) OpenImages(string imagesPath, (int H, int W, int C)? rawShape = null)
+    {
         int h, w, c;
+        long count, offset;
         if (Path.GetExtension(imagesPath).Equals(".npy", StringComparison.OrdinalIgnoreCase))
         {
             var header = Npy.ReadHeader(imagesPath);
@@ -23,9 +51,7 @@ public static class NpyDataset
             else throw new DataFormatException(imagesPath, $"images must have shape N x H x W x C, found ({string.Join(", ", s)})");
             if (c is not (1 or 3))
                 throw new DataFormatException(imagesPath, $"last dimension {c} is not a channel count of 1 or 3 (images must be NHWC)");
-            if (s[0] != labels.Length)
-                throw new DataFormatException(imagesPath, $"{s[0]} images but {labelsPath} holds {labels.Length} labels");
-            store = s[0] == 0 ? new ArrayImageStore([], h * w * c) : new MappedImageStore(imagesPath, header.DataOffset, s[0], h * w * c);
+            (count, offset) = (s[0], header.DataOffset);
         }
         else
         {
@@ -35,22 +61,14 @@ public static class NpyDataset
             int per = h * w * c;
             if (len % per != 0)
                 throw new DataFormatException(imagesPath, $"size {len} bytes is not a multiple of {per} bytes per {h}x{w}x{c} image");
-            if (len / per != labels.Length)
-                throw new DataFormatException(imagesPath, $"{len / per} images but {labelsPath} holds {labels.Length} labels");
-            store = len == 0 ? new ArrayImageStore([], per) : new MappedImageStore(imagesPath, 0, len / per, per);
+            (count, offset) = (len / per, 0);
         }
-        int max = labels.Length == 0 ? 0 : labels.Max();
-        classNames ??= Enumerable.Range(0, Math.Max(max + 1, 2)).Select(i => i.ToString()).ToArray();
-        if (max >= classNames.Count)
-        {
-            store.Dispose();
-            throw new DataFormatException(labelsPath, $"label {max} is outside 0..{classNames.Count - 1}");
-        }
-        return new ImageDataset(imagesPath, store, labels, h, w, c, classNames);
+        IImageStore store = count == 0 ? new ArrayImageStore([], h * w * c) : new MappedImageStore(imagesPath, offset, count, h * w * c);
+        return (store, h, w, c);
     }
 
-    /// <summary>Writes a data set as images .npy (uint8 NHWC) + labels .npy (int64).</summary>
-    public static void Write(ImageDataset data, string imagesPath, string labelsPath)
+    /// <summary>Writes a data set as images .npy (uint8 NHWC) + labels .npy (int64), or the images alone.</summary>
+    public static void Write(ImageDataset data, string imagesPath, string? labelsPath)
     {
         var shape = new long[] { data.Count, data.Height, data.Width, data.Channels };
         AtomicFile.Write(imagesPath, s =>
@@ -59,6 +77,6 @@ public static class NpyDataset
             Npy.WriteTo(s, "|u1", shape, ReadOnlySpan<byte>.Empty);
             for (int i = 0; i < data.Count; i++) s.Write(data.Image(i));
         });
-        Npy.WriteLabels(labelsPath, data.Labels);
+        if (labelsPath is not null) Npy.WriteLabels(labelsPath, data.Labels);
     }
 }

@@ -1,0 +1,38 @@
+using ProxyRobust.Data;
+using ProxyRobust.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Generative;
+
+/// <summary>Labels unlabeled samples (e.g. from an unconditional generator) with a classifier, keeping its confidence.</summary>
+public static class PseudoLabeler
+{
+    public sealed record Labels(int[] Predicted, float[] Confidence);
+
+    /// <summary>Predicted class and softmax probability of that class for every image, in batches, without gradients.</summary>
+    public static Labels Label(Classifier model, ImageDataset images, int batchSize, Device device, IProgress<(int Done, int Total)>? progress = null)
+    {
+        var spec = model.Spec;
+        if ((images.Channels, images.Height, images.Width) != (spec.InChannels, spec.Height, spec.Width))
+            throw new DataFormatException(images.Source,
+                $"images are {images.Channels}x{images.Height}x{images.Width}, the classifier expects {spec.InChannels}x{spec.Height}x{spec.Width}");
+        var predicted = new int[images.Count];
+        var confidence = new float[images.Count];
+        model.eval();
+        using var noGrad = no_grad();
+        int done = 0;
+        foreach (var batch in new BatchSampler(images, batchSize, shuffle: false, AugmentOptions.None, 0).Epoch(0))
+        {
+            using var scope = NewDisposeScope();
+            var (x, _) = batch.ToTensors(device);
+            var probs = nn.functional.softmax(model.call(x), 1);
+            var (conf, cls) = probs.max(1);
+            cls.cpu().to(ScalarType.Int32).data<int>().CopyTo(predicted, done);
+            conf.cpu().data<float>().CopyTo(confidence, done);
+            done += batch.Count;
+            progress?.Report((done, images.Count));
+        }
+        return new Labels(predicted, confidence);
+    }
+}
