@@ -11,6 +11,29 @@ public sealed record StepResult(string Arch, int Batch, double ImagesPerSecond, 
 
 public static class Measure
 {
+    /// <summary>Runs bench/pytorch_reference.py with Debian's python3-torch; null (and a note) when that is not installed.</summary>
+    public static System.Text.Json.Nodes.JsonNode? PyTorchReference(int threads, int steps)
+    {
+        var script = Path.Combine("bench", "pytorch_reference.py");
+        if (!File.Exists("/usr/bin/python3") || !File.Exists(script))
+        {
+            Console.WriteLine("PyTorch reference skipped: needs /usr/bin/python3 with python3-torch (apt-get install python3-torch)");
+            return null;
+        }
+        var psi = new ProcessStartInfo("/usr/bin/python3", [script, "--threads", threads.ToString(), "--steps", steps.ToString()])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEnd();
+        var stderr = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0)
+        {
+            Console.WriteLine($"PyTorch reference failed: {stderr.Split('\n').LastOrDefault(l => l.Length > 0)}");
+            return null;
+        }
+        return System.Text.Json.Nodes.JsonNode.Parse(stdout.Trim().Split('\n')[^1]);
+    }
+
     /// <summary>Median GFLOP/s of an n x n fp32 matmul.</summary>
     public static double MatmulGflops(int n, int reps = 10)
     {
@@ -48,7 +71,7 @@ public static class Measure
             using (var scope = NewDisposeScope())
             {
                 var (x, y) = b.ToTensors(CPU);
-                var (loss, _) = objective.Loss(model, x, y);
+                var (loss, _) = objective.Loss(model, x, y, full(b.Count, 1.0 / b.Count));
                 model.zero_grad();
                 loss.backward();
                 sgd.Step(0.01);

@@ -51,8 +51,40 @@ using var fmnist = DatasetLoader.Load(DatasetLoader.FashionMnistName, Split.Trai
     Console.WriteLine($"loader / training step: {loaderRatio:F1}x");
 }
 
+// PGD-10 adversarial-training steps (issue 3): ours and Debian's PyTorch 1.13 on the same workload, in this run.
+if (!args.Contains("--no-port"))
+{
+    var rows = new JsonArray();
+    var threat = new ProxyRobust.Attacks.ThreatModel(ProxyRobust.Attacks.Norm.Linf, 8.0 / 255);
+    var objective = new AdversarialObjective(new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false), "pgd-at");
+    var (rgbImages, rgbLabels) = (new byte[2048 * 3072], Enumerable.Range(0, 2048).Select(i => i % 10).ToArray());
+    new Random(0).NextBytes(rgbImages);
+    using var rgb = new ImageDataset("random 32x32x3", new ArrayImageStore(rgbImages, 3072), rgbLabels, 32, 32, 3, CifarReader.Cifar10Classes);
+    var reference = Measure.PyTorchReference(threads, int.Parse(ArgS("--torch-steps", "6")));
+    results["pytorch"] = reference;
+    // FLOPs of a PGD-10 AT step: 10 attack steps of forward + input-gradient backward (2 forwards each), then a training
+    // forward + backward (3 forwards): 23 forward passes.
+    foreach (var (arch, data) in new[] { ("small-cnn", fmnist), ("preact-resnet18", rgb) })
+    foreach (var batch in new[] { 32, 128 })
+    {
+        int steps = arch == "small-cnn" ? 60 : int.Parse(ArgS("--torch-steps", "6"));
+        var r = Measure.TrainStep(data, arch, batch, objective, steps, peak, flopMultiplier: 23);
+        double? torchRate = reference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
+        double? torchPeak = reference?["matmul2048Gflops"]?.GetValue<double>();
+        double? torchMfu = torchRate * r.ForwardMacsPerImage * 2 * 23 / 1e9 / torchPeak;
+        rows.Add(new JsonObject
+        {
+            ["arch"] = arch, ["batch"] = batch, ["oursImagesPerSecond"] = r.ImagesPerSecond, ["oursUtilisation"] = r.Utilisation,
+            ["pytorchImagesPerSecond"] = torchRate, ["pytorchUtilisation"] = torchMfu, ["ratio"] = torchRate is null ? null : r.ImagesPerSecond / torchRate,
+        });
+        Console.WriteLine($"PGD-10 AT {arch} batch {batch}: ours {r.ImagesPerSecond:F1} img/s (MFU {r.Utilisation:P0}); " +
+                          $"PyTorch 1.13 {torchRate:F1} img/s (MFU {torchMfu:P0}); ratio {r.ImagesPerSecond / torchRate:F2}x");
+    }
+    results["pgd10AdversarialTraining"] = rows;
+}
+
 Directory.CreateDirectory(outDir);
-var file = Path.Combine(outDir, "foundation.json");
+var file = Path.Combine(outDir, "benchmarks.json");
 AtomicFile.WriteAllText(file, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 Console.WriteLine($"written {file}");
 return 0;
