@@ -57,6 +57,21 @@ public sealed class ModelTests
     }
 
     [Fact]
+    public void State_dict_names_follow_the_reference_implementations()
+    {
+        using var wrn = ArchSpec.For("wrn-16-4", 3, 32, 32, 10).Create();
+        using var preact = ArchSpec.For("preact-resnet18", 3, 32, 32, 10).Create();
+        var w = wrn.state_dict().Keys.ToHashSet();
+        var p = preact.state_dict().Keys.ToHashSet();
+        Assert.Contains("net.block1.0.convShortcut.weight", w);
+        Assert.Contains("net.block2.0.bn1.running_mean", w);
+        Assert.Contains("net.fc.weight", w);
+        Assert.Contains("net.layer2.0.shortcut.weight", p);
+        Assert.DoesNotContain("net.layer1.0.shortcut.weight", p); // same shape: identity shortcut
+        Assert.Contains("normalize.mean", p);
+    }
+
+    [Fact]
     public void Unknown_architecture_is_rejected()
     {
         Assert.Throws<ArgumentException>(() => ArchSpec.For("resnet-9000", 1, 28, 28, 10));

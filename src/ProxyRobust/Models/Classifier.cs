@@ -105,29 +105,37 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>
     }
 }
 
+/// <summary>
+/// Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut; when the shape changes, a 1x1
+/// projection of the activated input. The same block serves PreAct ResNet (shortcut named "shortcut", as in Rice et al.)
+/// and WideResNet (named "convShortcut", as in the TRADES/RobustBench code), so state-dict names match theirs.
+/// </summary>
 public sealed class PreActBlock : Module<Tensor, Tensor>
 {
     private readonly BatchNorm2d bn1, bn2;
     private readonly Conv2d conv1, conv2;
-    private readonly Conv2d? shortcut;
+    private readonly Conv2d? projection;
 
-    public PreActBlock(int inPlanes, int planes, int stride) : base("PreActBlock")
+    public PreActBlock(int inPlanes, int planes, int stride, string shortcutName = "shortcut") : base("PreActBlock")
     {
         bn1 = BatchNorm2d(inPlanes);
         conv1 = Conv2d(inPlanes, planes, 3, stride: stride, padding: 1, bias: false);
         bn2 = BatchNorm2d(planes);
         conv2 = Conv2d(planes, planes, 3, padding: 1, bias: false);
-        if (stride != 1 || inPlanes != planes) shortcut = Conv2d(inPlanes, planes, 1, stride: stride, bias: false);
         RegisterComponents();
+        if (stride != 1 || inPlanes != planes)
+        {
+            projection = Conv2d(inPlanes, planes, 1, stride: stride, bias: false);
+            register_module(shortcutName, projection);
+        }
     }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var o = functional.relu(bn1.call(x));
-        var sc = shortcut is null ? x : shortcut.call(o);
-        o = conv1.call(o);
-        o = conv2.call(functional.relu(bn2.call(o)));
+        var sc = projection is null ? x : projection.call(o);
+        o = conv2.call(functional.relu(bn2.call(conv1.call(o))));
         return (o + sc).MoveToOuterDisposeScope();
     }
 }
@@ -147,7 +155,7 @@ public sealed class WideResNet : Module<Tensor, Tensor>
         conv1 = Conv2d(channels, widths[0], 3, padding: 1, bias: false);
         Sequential Group(int inW, int outW, int stride) =>
             Sequential(Enumerable.Range(0, n).Select(i =>
-                (i.ToString(), (Module<Tensor, Tensor>)new WideBasicBlock(i == 0 ? inW : outW, outW, i == 0 ? stride : 1))).ToList());
+                (i.ToString(), (Module<Tensor, Tensor>)new PreActBlock(i == 0 ? inW : outW, outW, i == 0 ? stride : 1, "convShortcut"))).ToList());
         block1 = Group(widths[0], widths[1], 1);
         block2 = Group(widths[1], widths[2], 2);
         block3 = Group(widths[2], widths[3], 2);
@@ -162,32 +170,5 @@ public sealed class WideResNet : Module<Tensor, Tensor>
         var h = block3.call(block2.call(block1.call(conv1.call(x))));
         h = functional.adaptive_avg_pool2d(functional.relu(bn1.call(h)), 1).flatten(1);
         return fc.call(h).MoveToOuterDisposeScope();
-    }
-}
-
-public sealed class WideBasicBlock : Module<Tensor, Tensor>
-{
-    private readonly BatchNorm2d bn1, bn2;
-    private readonly Conv2d conv1, conv2;
-    private readonly Conv2d? convShortcut;
-
-    public WideBasicBlock(int inPlanes, int outPlanes, int stride) : base("WideBasicBlock")
-    {
-        bn1 = BatchNorm2d(inPlanes);
-        conv1 = Conv2d(inPlanes, outPlanes, 3, stride: stride, padding: 1, bias: false);
-        bn2 = BatchNorm2d(outPlanes);
-        conv2 = Conv2d(outPlanes, outPlanes, 3, padding: 1, bias: false);
-        if (inPlanes != outPlanes || stride != 1) convShortcut = Conv2d(inPlanes, outPlanes, 1, stride: stride, bias: false);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        var a = functional.relu(bn1.call(x));
-        var o = conv2.call(functional.relu(bn2.call(conv1.call(a))));
-        // With a projection the shortcut takes the activated input, as in the reference implementation.
-        var sc = convShortcut is null ? x : convShortcut.call(a);
-        return (o + sc).MoveToOuterDisposeScope();
     }
 }
