@@ -73,3 +73,22 @@ public sealed class NativeTests
         Assert.Equal(new float[] { 7, 10, 15, 22 }, b.data<float>().ToArray());
     }
 }
+
+public sealed class NativeLoadMessageTests
+{
+    [Fact]
+    public void A_load_failure_is_explained_in_one_sentence()
+    {
+        var glibcxx = new TypeInitializationException("TorchSharp.torch",
+            new DllNotFoundException("libLibTorchSharp.so: /lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found"));
+        var text = ProxyRobust.Native.TorchRuntime.Explain(glibcxx, "/opt/app/");
+        Assert.StartsWith("Cannot start libtorch: ", text);
+        Assert.Contains("GLIBCXX_3.4.32", text);
+        Assert.Contains("/opt/app/", text);
+        Assert.Single(text.Split('\n'));
+        Assert.EndsWith(".", text);
+        var missing = ProxyRobust.Native.TorchRuntime.Explain(new DllNotFoundException("libtorch.so: cannot open shared object file\nmore"), "/x/");
+        Assert.Contains("dotnet restore", missing);
+        Assert.Single(missing.Split('\n'));
+    }
+}

@@ -35,11 +35,23 @@ public static class TorchRuntime
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            var why = e.Message.Contains("GLIBCXX", StringComparison.Ordinal)
-                ? $"this system's libstdc++ lacks {ElfVersionPatcher.LibTorchSharpRequiredVersion} and the copy of libLibTorchSharp.so in {AppContext.BaseDirectory} could not be patched (is the folder writable?); rebuild with 'dotnet build' or install libstdc++ from GCC 13 or newer"
-                : $"libtorch could not be loaded from {AppContext.BaseDirectory} ({FirstLine(e)}); run 'dotnet restore' and 'dotnet build' so that the TorchSharp-cpu native libraries are copied next to the program";
-            throw new NativeLoadException($"Cannot start libtorch: {why}.", e);
+            throw new NativeLoadException(Explain(e, AppContext.BaseDirectory), e);
         }
+    }
+
+    /// <summary>One sentence saying why libtorch did not load from <paramref name="folder"/> and what to do.</summary>
+    internal static string Explain(Exception e, string folder)
+    {
+        var all = string.Join(" ", Chain(e).Select(x => x.Message));
+        var why = all.Contains("GLIBCXX", StringComparison.Ordinal)
+            ? $"this system's libstdc++ lacks {ElfVersionPatcher.LibTorchSharpRequiredVersion} and the copy of libLibTorchSharp.so in {folder} could not be patched (is the folder writable?); rebuild with 'dotnet build' or install libstdc++ from GCC 13 or newer"
+            : $"libtorch could not be loaded from {folder} ({FirstLine(e)}); run 'dotnet restore' and 'dotnet build' so that the TorchSharp-cpu native libraries are copied next to the program";
+        return $"Cannot start libtorch: {why}.";
+    }
+
+    private static IEnumerable<Exception> Chain(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException) yield return x;
     }
 
     private static string FirstLine(Exception e)
