@@ -65,19 +65,21 @@ if (!args.Contains("--no-port"))
     // FLOPs of a PGD-10 AT step: 10 attack steps of forward + input-gradient backward (2 forwards each), then a training
     // forward + backward (3 forwards): 23 forward passes.
     foreach (var (arch, data) in new[] { ("small-cnn", fmnist), ("preact-resnet18", rgb) })
-    foreach (var batch in new[] { 32, 128 })
+    foreach (var (batch, chunk) in new[] { (32, 0), (128, 0), (128, 32) })
     {
         int steps = arch == "small-cnn" ? 60 : int.Parse(ArgS("--torch-steps", "6"));
-        var r = Measure.TrainStep(data, arch, batch, objective, steps, peak, flopMultiplier: 23);
+        var attackObjective = chunk == 0 ? objective
+            : new AdversarialObjective(new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false) { Chunk = chunk }, "pgd-at");
+        var r = Measure.TrainStep(data, arch, batch, attackObjective, steps, peak, flopMultiplier: 23);
         double? torchRate = reference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
         double? torchPeak = reference?["matmul2048Gflops"]?.GetValue<double>();
         double? torchMfu = torchRate * r.ForwardMacsPerImage * 2 * 23 / 1e9 / torchPeak;
         rows.Add(new JsonObject
         {
-            ["arch"] = arch, ["batch"] = batch, ["oursImagesPerSecond"] = r.ImagesPerSecond, ["oursUtilisation"] = r.Utilisation,
+            ["arch"] = arch, ["batch"] = batch, ["attackChunk"] = chunk, ["oursImagesPerSecond"] = r.ImagesPerSecond, ["oursUtilisation"] = r.Utilisation,
             ["pytorchImagesPerSecond"] = torchRate, ["pytorchUtilisation"] = torchMfu, ["ratio"] = torchRate is null ? null : r.ImagesPerSecond / torchRate,
         });
-        Console.WriteLine($"PGD-10 AT {arch} batch {batch}: ours {r.ImagesPerSecond:F1} img/s (MFU {r.Utilisation:P0}); " +
+        Console.WriteLine($"PGD-10 AT {arch} batch {batch}{(chunk > 0 ? $" (attack chunks of {chunk})" : "")}: ours {r.ImagesPerSecond:F1} img/s (MFU {r.Utilisation:P0}); " +
                           $"PyTorch 1.13 {torchRate:F1} img/s (MFU {torchMfu:P0}); ratio {r.ImagesPerSecond / torchRate:F2}x");
     }
     results["pgd10AdversarialTraining"] = rows;

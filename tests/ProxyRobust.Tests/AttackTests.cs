@@ -124,6 +124,17 @@ public sealed class AttackTests
     }
 
     [Fact]
+    public void Chunking_the_attack_changes_nothing_but_speed()
+    {
+        using var model = BrieflyTrained(out var data);
+        var (x, y) = Batch(data, 100);
+        var pgd = new Pgd(new ThreatModel(Norm.L2, 1.0), 5, 0.25, RandomStart: false);
+        using var whole = pgd.Perturb(model, x, y);
+        using var chunked = (pgd with { Chunk = 32 }).Perturb(model, x, y);
+        Assert.True(whole.allclose(chunked, rtol: 0, atol: 1e-6));
+    }
+
+    [Fact]
     public void Attacks_compute_no_weight_gradients_and_restore_the_model()
     {
         using var model = BrieflyTrained(out var data);

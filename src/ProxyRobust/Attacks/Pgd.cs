@@ -24,12 +24,32 @@ public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Res
 
     public IAttack WithSeed(long seed) => this with { Seed = seed };
 
+    /// <summary>
+    /// Attack at most this many examples at a time (0: the whole batch). In eval mode examples are independent, so
+    /// chunking changes only cache behaviour: it exists because large batches run slower per image on CPU.
+    /// </summary>
+    public int Chunk { get; init; }
+
     public Tensor Perturb(Classifier model, Tensor images, Tensor labels)
     {
         using var mode = new AttackMode(model);
+        using var generator = new Generator((ulong)Seeds.Derive(Seed, images.shape[0]), images.device);
+        long n = images.shape[0];
+        if (Chunk <= 0 || n <= Chunk) return PerturbChunk(model, images, labels, generator);
+        using var scope = NewDisposeScope();
+        var parts = new List<Tensor>();
+        for (long start = 0; start < n; start += Chunk)
+        {
+            long len = Math.Min(Chunk, n - start);
+            parts.Add(PerturbChunk(model, images.narrow(0, start, len), labels.narrow(0, start, len), generator));
+        }
+        return cat(parts).MoveToOuterDisposeScope();
+    }
+
+    private Tensor PerturbChunk(Classifier model, Tensor images, Tensor labels, Generator generator)
+    {
         using var scope = NewDisposeScope();
         var x = images.detach();
-        var generator = new Generator((ulong)Seeds.Derive(Seed, x.shape[0]), x.device);
         Tensor best = x.clone();
         Tensor found = zeros(x.shape[0], dtype: ScalarType.Bool, device: x.device);
         Tensor? lastIterate = null;
@@ -61,7 +81,6 @@ public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Res
             if (KeepFirstSuccess && found.all().item<bool>()) break;
         }
         var result = KeepFirstSuccess ? where(found.view(-1, 1, 1, 1), best, lastIterate!) : lastIterate!;
-        generator.Dispose();
         return result.detach().MoveToOuterDisposeScope();
     }
 }
