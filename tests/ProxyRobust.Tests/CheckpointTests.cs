@@ -102,27 +102,38 @@ public sealed class CheckpointTests
     }
 
     [Fact]
-    public void Killed_wrn_16_4_run_resumes_to_the_same_weights_on_fashion_mnist()
+    public void Killed_port_run_with_validation_resumes_to_the_same_weights()
     {
+        // PGD-AT with proxy images in every batch, a validation split and EMA: every piece of state must come back.
         AssertResumeMatches(dir => new TrainRunConfig
         {
-            TrainSize = 40, EvalSize = 50, Arch = "wrn-16-4", OutputDir = dir,
-            Options = new TrainOptions { Epochs = 2, BatchSize = 16, LearningRate = 0.05, CheckpointEverySteps = 2, Seed = 12 },
-        }, killAfter: 4);
+            TrainSize = 200, ValSize = 64, EvalSize = 64, Method = TrainMethod.Pgd, AttackSteps = 3, Synthetic = "holdout:500",
+            SyntheticBatch = 32, Gamma = 0.3, OutputDir = dir,
+            Options = new TrainOptions { Epochs = 3, BatchSize = 64, LearningRate = 0.05, EmaDecay = 0.9, CheckpointEverySteps = 5, Seed = 21 },
+        }, killAfter: 8);
     }
 
-    [Fact]
-    public void Killed_preact_resnet18_run_resumes_to_the_same_weights_on_a_cifar_file()
+    [Theory]
+    [InlineData("wrn-16-4", false)]
+    [InlineData("wrn-16-4", true)]
+    [InlineData("preact-resnet18", false)]
+    [InlineData("preact-resnet18", true)]
+    public void Killed_resnet_runs_resume_to_the_same_weights_on_fashion_mnist_and_on_a_cifar_file(string arch, bool cifar)
     {
         using var data = new TempDir();
-        var (images, labels) = TestSupport.RandomImages(40, 32, 32, 3, 10, seed: 13);
-        CifarReader.Write(data.File("data_batch_1.bin"), images, labels);
-        CifarReader.Write(data.File("test_batch.bin"), images[..(3072 * 8)], labels[..8]);
+        string source = DatasetLoader.FashionMnistName;
+        if (cifar)
+        {
+            var (images, labels) = TestSupport.RandomImages(40, 32, 32, 3, 10, seed: 13);
+            CifarReader.Write(data.File("data_batch_1.bin"), images, labels);
+            CifarReader.Write(data.File("test_batch.bin"), images[..(3072 * 8)], labels[..8]);
+            source = data.Path;
+        }
         AssertResumeMatches(dir => new TrainRunConfig
         {
-            Data = data.Path, Arch = "preact-resnet18", OutputDir = dir,
+            Data = source, TrainSize = cifar ? null : 40, EvalSize = 16, Arch = arch, OutputDir = dir,
             Options = new TrainOptions { Epochs = 2, BatchSize = 16, LearningRate = 0.05, CheckpointEverySteps = 2, Seed = 14,
-                                         Augment = new AugmentOptions(4, true) },
+                                         Augment = cifar ? new AugmentOptions(4, true) : AugmentOptions.None },
         }, killAfter: 5);
     }
 }
