@@ -86,7 +86,7 @@ public sealed class CliTests
                                        "--out", tmp.File("run"), "--threads", "2");
         Assert.True(train.Code == 0, train.Err);
         var result = JsonNode.Parse(File.ReadAllText(tmp.File("run/result.json")))!;
-        double acc = result["test"]!["accuracy"]!.GetValue<double>();
+        double acc = result["test"]!["last"]!["clean"]!.GetValue<double>();
         Assert.InRange(acc, 0.85, 1.0);
 
         var eval = TestSupport.RunCli("eval", "--checkpoint", tmp.File("run"), "--json", tmp.File("eval.json"));
