@@ -33,11 +33,15 @@ public sealed class HostBatch(int capacity, int channels, int height, int width)
     public int Height => height;
     public int Width => width;
 
+    /// <summary>Copies the batch into new tensors (one copy, no managed allocation), on <paramref name="device"/>.</summary>
     public (Tensor Images, Tensor Labels) ToTensors(Device device)
     {
-        var x = tensor(Images.AsSpan(0, Count * channels * height * width).ToArray(), [Count, channels, height, width]);
-        var y = tensor(Labels.AsSpan(0, Count).ToArray(), [Count]);
-        return device.type == DeviceType.CPU ? (x, y) : (x.to(device), y.to(device));
+        var x = empty([Count, channels, height, width], ScalarType.Float32);
+        x.data<float>().CopyFrom(new ReadOnlySpan<float>(Images, 0, Count * channels * height * width), 0, 0);
+        var y = empty([Count], ScalarType.Int64);
+        y.data<long>().CopyFrom(new ReadOnlySpan<long>(Labels, 0, Count), 0, 0);
+        if (device.type == DeviceType.CPU) return (x, y);
+        using (x) using (y) return (x.to(device), y.to(device));
     }
 }
 
