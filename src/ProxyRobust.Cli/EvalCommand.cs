@@ -24,6 +24,8 @@ internal static class EvalCommand
         var restarts = new Option<int>("--restarts") { Description = "PGD random restarts", DefaultValueFactory = _ => 1 };
         var stepSize = new Option<double?>("--step-size") { Description = "PGD step size (default 2.5 eps / steps)" };
         var loss = new Option<string>("--loss") { Description = "ce (cross-entropy) or margin (Carlini-Wagner)", DefaultValueFactory = _ => "ce" }.AcceptOnlyFromAmong("ce", "margin");
+        var targeted = new Option<string>("--targeted") { Description = "none | random (a random other class) | least-likely (the clean prediction's least likely class)", DefaultValueFactory = _ => "none" }
+            .AcceptOnlyFromAmong("none", "random", "least-likely");
         var saveAdv = new Option<string?>("--save-adv") { Description = "write the adversarial examples (float32 N x H x W x C .npy in [0,1]) and their labels (.labels.npy)" };
         var seed = Shared.Seed();
         var batch = Shared.BatchSize(256);
@@ -32,7 +34,7 @@ internal static class EvalCommand
         var threads = Shared.Threads();
         var cmd = new Command("eval", "Evaluate a classifier: clean and robust (PGD) accuracy with Wilson 95% intervals, per class.")
         {
-            checkpoint, data, labels, split, ema, n, attack, norm, eps, steps, restarts, stepSize, loss, saveAdv, seed, batch, json, device, threads,
+            checkpoint, data, labels, split, ema, n, attack, norm, eps, steps, restarts, stepSize, loss, targeted, saveAdv, seed, batch, json, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
@@ -47,7 +49,10 @@ internal static class EvalCommand
                 chosen = p.GetValue(attack) == "fgsm"
                     ? new Fgsm(threat)
                     : new Pgd(threat, k, p.GetValue(stepSize) ?? Pgd.DefaultStepSize(e, k), TrainCommand.Positive(p.GetValue(restarts), "--restarts"),
-                              Loss: p.GetValue(loss) == "margin" ? AttackLoss.Margin : AttackLoss.CrossEntropy);
+                              Loss: p.GetValue(loss) == "margin" ? AttackLoss.Margin : AttackLoss.CrossEntropy)
+                    {
+                        Targets = p.GetValue(targeted) switch { "random" => TargetChoice.Random, "least-likely" => TargetChoice.LeastLikely, _ => TargetChoice.None },
+                    };
             }
             var dev = torch.device(p.GetValue(device)!);
             using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!, p.GetValue(ema));

@@ -23,6 +23,7 @@ internal static class TrainCommand
         var norm = new Option<string>("--norm") { Description = "threat model: linf or l2", DefaultValueFactory = _ => "linf" }.AcceptOnlyFromAmong("linf", "l2");
         var eps = new Option<double?>("--eps") { Description = "perturbation budget (default 0.1 l-inf / 1.5 l-2 for 28x28 gray, 8/255 / 0.5 otherwise)" };
         var steps = new Option<int>("--attack-steps") { Description = "PGD steps in training (and TRADES' inner steps)", DefaultValueFactory = _ => 10 };
+        var attackChunk = new Option<int>("--attack-chunk") { Description = "attack at most N examples at a time (0: whole batch; 16 speeds up ResNets at batch 128)", DefaultValueFactory = _ => 0 };
         var stepSize = new Option<double?>("--step-size") { Description = "attack step size (default eps/4)" };
         var beta = new Option<double>("--beta") { Description = "TRADES beta", DefaultValueFactory = _ => 6.0 };
         var sigma = new Option<double>("--sigma") { Description = "Gaussian noise sigma (method gaussian)", DefaultValueFactory = _ => 0.25 };
@@ -52,7 +53,7 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Train a classifier: standard, adversarial (PGD-AT, TRADES, FGSM-RS) or with Gaussian noise, on real data mixed with proxy data (PORT).")
         {
-            data, labels, evalData, trainSize, valSize, evalSize, dataSeed, arch, method, norm, eps, steps, stepSize, beta, sigma,
+            data, labels, evalData, trainSize, valSize, evalSize, dataSeed, arch, method, norm, eps, steps, attackChunk, stepSize, beta, sigma,
             synthetic, syntheticLabels, syntheticScores, syntheticBatch, gamma, testSteps,
             epochs, batch, lr, momentum, wd, nesterov, warmup, smoothing, ema, crop, flip, checkpointEvery, output, resume, seed, device, threads,
         };
@@ -66,7 +67,7 @@ internal static class TrainCommand
                 Data = p.GetValue(data)!, Labels = p.GetValue(labels), EvalData = p.GetValue(evalData), TrainSize = p.GetValue(trainSize),
                 ValSize = p.GetValue(valSize), EvalSize = p.GetValue(evalSize), DataSeed = p.GetValue(dataSeed),
                 Arch = p.GetValue(arch)!, Method = Enum.Parse<TrainMethod>(p.GetValue(method)!, ignoreCase: true),
-                Norm = ThreatModel.ParseNorm(p.GetValue(norm)!), Epsilon = p.GetValue(eps), AttackSteps = Positive(p.GetValue(steps), "--attack-steps"),
+                Norm = ThreatModel.ParseNorm(p.GetValue(norm)!), Epsilon = p.GetValue(eps), AttackSteps = Positive(p.GetValue(steps), "--attack-steps"), AttackChunk = Math.Max(0, p.GetValue(attackChunk)),
                 StepSize = p.GetValue(stepSize), Beta = p.GetValue(beta), Sigma = p.GetValue(sigma),
                 Synthetic = p.GetValue(synthetic), SyntheticLabels = p.GetValue(syntheticLabels), SyntheticScores = p.GetValue(syntheticScores),
                 SyntheticBatch = p.GetValue(syntheticBatch), Gamma = g, TestAttackSteps = Positive(p.GetValue(testSteps), "--test-attack-steps"),

@@ -16,8 +16,10 @@ public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Res
 {
     public string Name => $"PGD-{Steps}{(Restarts > 1 ? $"x{Restarts}" : "")} ({Threat}, step {StepSize:G3}, {Loss})";
 
-    /// <summary>Targets: when set, <see cref="Perturb"/>'s labels are the targets and the attack descends towards them.</summary>
-    public bool Targeted { get; init; }
+    /// <summary>Targeted variant: towards a random other class per example, or towards the clean prediction's least likely class.</summary>
+    public TargetChoice Targets { get; init; }
+
+    private bool Targeted => Targets != TargetChoice.None;
 
     /// <summary>Step size 2.5 * eps / steps (Madry et al.), the usual default when none is given.</summary>
     public static double DefaultStepSize(double eps, int steps) => 2.5 * eps / Math.Max(1, steps);
@@ -46,10 +48,11 @@ public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Res
         return cat(parts).MoveToOuterDisposeScope();
     }
 
-    private Tensor PerturbChunk(Classifier model, Tensor images, Tensor labels, Generator generator)
+    private Tensor PerturbChunk(Classifier model, Tensor images, Tensor trueLabels, Generator generator)
     {
         using var scope = NewDisposeScope();
         var x = images.detach();
+        var labels = Targeted ? ChooseTargets(model, x, trueLabels, generator) : trueLabels;
         Tensor best = x.clone();
         Tensor found = zeros(x.shape[0], dtype: ScalarType.Bool, device: x.device);
         Tensor? lastIterate = null;
@@ -83,7 +86,20 @@ public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Res
         var result = KeepFirstSuccess ? where(found.view(-1, 1, 1, 1), best, lastIterate!) : lastIterate!;
         return result.detach().MoveToOuterDisposeScope();
     }
+
+    private Tensor ChooseTargets(Classifier model, Tensor x, Tensor labels, Generator generator)
+    {
+        using var noGrad = no_grad();
+        var logits = model.call(x);
+        long k = logits.shape[1];
+        if (Targets == TargetChoice.LeastLikely) return logits.argmin(1);
+        // uniform over the k-1 other classes
+        var shift = randint(1, k, labels.shape, dtype: ScalarType.Int64, device: labels.device, generator: generator);
+        return (labels + shift).remainder(k);
+    }
 }
+
+public enum TargetChoice { None, Random, LeastLikely }
 
 /// <summary>
 /// FGSM: one signed-gradient step of size eps (Goodfellow et al. 2015); with a random start and step 1.25 eps it is the

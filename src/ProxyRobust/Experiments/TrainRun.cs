@@ -31,6 +31,8 @@ public sealed record TrainRunConfig
     /// <summary>Perturbation budget; null: 0.1 (l-inf) / 1.5 (l-2) for 28x28 gray images, 8/255 / 0.5 otherwise (the paper's CIFAR-10 values).</summary>
     public double? Epsilon { get; init; }
     public int AttackSteps { get; init; } = 10;
+    /// <summary>Attack at most this many examples at a time during training (0: whole batch); see bench/RESULTS.md.</summary>
+    public int AttackChunk { get; init; }
     /// <summary>Attack step size; null: eps / 4 (2/255 at 8/255, as in the paper's code).</summary>
     public double? StepSize { get; init; }
     public double Beta { get; init; } = 6.0;
@@ -79,7 +81,7 @@ public static class TrainRun
         return c.Method switch
         {
             TrainMethod.Standard => new CrossEntropyObjective(c.Options.LabelSmoothing),
-            TrainMethod.Pgd => new AdversarialObjective(new Pgd(threat, c.AttackSteps, step, KeepFirstSuccess: false), $"pgd-at ({threat}, {c.AttackSteps} steps)", c.Options.LabelSmoothing),
+            TrainMethod.Pgd => new AdversarialObjective(new Pgd(threat, c.AttackSteps, step, KeepFirstSuccess: false) { Chunk = c.AttackChunk }, $"pgd-at ({threat}, {c.AttackSteps} steps)", c.Options.LabelSmoothing),
             TrainMethod.Fgsm => new AdversarialObjective(new Fgsm(threat, RandomStart: true), $"fgsm-rs ({threat})", c.Options.LabelSmoothing),
             TrainMethod.Trades => new TradesObjective(threat, c.AttackSteps, step, c.Beta),
             TrainMethod.Gaussian => new GaussianNoiseObjective(c.Sigma),
