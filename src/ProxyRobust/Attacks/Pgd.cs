@@ -14,7 +14,8 @@ namespace ProxyRobust.Attacks;
 public sealed record Pgd(ThreatModel Threat, int Steps, double StepSize, int Restarts = 1, bool RandomStart = true,
                          AttackLoss Loss = AttackLoss.CrossEntropy, bool KeepFirstSuccess = true, long Seed = 0) : IAttack
 {
-    public string Name => $"PGD-{Steps}{(Restarts > 1 ? $"x{Restarts}" : "")} ({Threat}, step {StepSize:G3}, {Loss})";
+    public string Name => $"PGD-{Steps}{(Restarts > 1 ? $"x{Restarts}" : "")} ({Threat}, step {StepSize:G3}, {Loss}" +
+                          (Targeted ? $", targeted {Targets})" : ")");
 
     /// <summary>Targeted variant: towards a random other class per example, or towards the clean prediction's least likely class.</summary>
     public TargetChoice Targets { get; init; }
