@@ -1,0 +1,90 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using ProxyRobust.Certification;
+using ProxyRobust.Data;
+using ProxyRobust.Training;
+using TorchSharp;
+
+namespace ProxyRobust.Cli;
+
+internal static class CertifyCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "base classifier (trained with --method gaussian)", Required = true };
+        var data = Shared.Data("data to certify (same forms as for train)");
+        var labels = Shared.Labels();
+        var split = new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => "test" };
+        var sigma = new Option<double>("--sigma") { Description = "noise level of the smoothed classifier", Required = true };
+        var n0 = new Option<int>("--n0") { Description = "noise samples to select the top class", DefaultValueFactory = _ => 100 };
+        var n = new Option<int>("--n") { Description = "noise samples to estimate its probability", DefaultValueFactory = _ => 100_000 };
+        var alpha = new Option<double>("--alpha") { Description = "failure probability of each certificate", DefaultValueFactory = _ => 0.001 };
+        var count = new Option<int?>("--n-examples") { Description = "certify a seeded, class-balanced subset of this many points" };
+        var batch = Shared.BatchSize(1000);
+        var tsv = new Option<string>("--out") { Description = "per-example TSV (idx, label, predict, radius, correct, time), as the original tool writes", Required = true };
+        var json = new Option<string?>("--json") { Description = "summary JSON (default: the TSV's name with .json)" };
+        var seed = Shared.Seed();
+        var device = Shared.Device();
+        var threads = Shared.Threads();
+        var cmd = new Command("certify", "Randomized-smoothing certification (Cohen et al. 2019): certified l-2 radius per point, certified accuracy by radius.")
+        {
+            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, seed, device, threads,
+        };
+        cmd.SetAction(p => ExitCodes.Guard(() =>
+        {
+            Shared.StartTorch(p.GetValue(threads));
+            double s = p.GetValue(sigma), a = p.GetValue(alpha);
+            if (s <= 0) throw new UsageException($"--sigma must be positive, got {s}");
+            if (a is <= 0 or >= 1) throw new UsageException($"--alpha must be in (0,1), got {a}");
+            int k0 = TrainCommand.Positive(p.GetValue(n0), "--n0"), k = TrainCommand.Positive(p.GetValue(n), "--n");
+            var dev = torch.device(p.GetValue(device)!);
+            using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!);
+            model.to(dev);
+            using var full = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
+            if ((full.Channels, full.Height, full.Width) != (model.Spec.InChannels, model.Spec.Height, model.Spec.Width))
+                throw new DataFormatException(full.Source, $"images are {full.Channels}x{full.Height}x{full.Width}, the model expects {model.Spec.InChannels}x{model.Spec.Height}x{model.Spec.Width}");
+            var dataset = p.GetValue(count) is { } c && c < full.Count ? full.Split(TrainCommand.Positive(c, "--n-examples"), p.GetValue(seed)).Taken : full;
+
+            var examples = ProgressView.Count("certify", dataset.Count, progress =>
+            {
+                var list = new List<CertifiedExample>();
+                foreach (var e in CertificationRun.Certify(model, dataset, s, k0, k, a, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev, p.GetValue(seed)))
+                {
+                    list.Add(e);
+                    progress.Report((list.Count, dataset.Count));
+                }
+                return list;
+            });
+            var summary = CertificationRun.Summarise(examples, s, k0, k, a);
+
+            var text = new StringBuilder("idx\tlabel\tpredict\tradius\tcorrect\ttime\n");
+            foreach (var e in examples)
+                text.Append(CultureInfo.InvariantCulture, $"{e.Index}\t{e.Label}\t{e.Prediction}\t{e.Radius:F4}\t{(e.Correct ? 1 : 0)}\t{e.Seconds:F3}\n");
+            var tsvPath = p.GetValue(tsv)!;
+            AtomicFile.WriteAllText(tsvPath, text.ToString());
+            var node = new JsonObject
+            {
+                ["checkpoint"] = p.GetValue(checkpoint), ["data"] = dataset.Source, ["points"] = summary.Points, ["sigma"] = s, ["n0"] = k0, ["n"] = k,
+                ["alpha"] = a, ["seed"] = p.GetValue(seed), ["abstentionRate"] = summary.AbstentionRate,
+                ["averageCertifiedRadius"] = summary.AverageCertifiedRadius,
+                ["certifiedAccuracy"] = new JsonArray(summary.CertifiedAccuracy.Select(r => (JsonNode)new JsonObject { ["radius"] = r.Radius, ["accuracy"] = r.Accuracy }).ToArray()),
+                ["seconds"] = examples.Sum(e => e.Seconds),
+            };
+            AtomicFile.WriteAllText(p.GetValue(json) ?? Path.ChangeExtension(tsvPath, ".json"), node.ToJsonString(Checkpoint.Json));
+
+            var rows = new List<(string, string)>
+            {
+                ("model", model.Spec.ToString()), ("points", summary.Points.ToString()), ("sigma / n0 / n / alpha", $"{s} / {k0} / {k} / {a}"),
+                ("abstained", $"{summary.AbstentionRate:P1}"), ("average certified radius", $"{summary.AverageCertifiedRadius:F3}"),
+            };
+            foreach (var (r, acc) in summary.CertifiedAccuracy.Where(r => r.Radius <= 2.0))
+                rows.Add(($"certified accuracy at r = {r:F2}", $"{acc:P1}"));
+            rows.Add(("per-example TSV", tsvPath));
+            Shared.Table("certification", rows);
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+}
