@@ -43,8 +43,7 @@ internal static class CertifyCommand
             using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!);
             model.to(dev);
             using var full = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
-            if ((full.Channels, full.Height, full.Width) != (model.Spec.InChannels, model.Spec.Height, model.Spec.Width))
-                throw new DataFormatException(full.Source, $"images are {full.Channels}x{full.Height}x{full.Width}, the model expects {model.Spec.InChannels}x{model.Spec.Height}x{model.Spec.Width}");
+            model.Spec.CheckAccepts(full);
             var dataset = p.GetValue(count) is { } c && c < full.Count ? full.Split(TrainCommand.Positive(c, "--n-examples"), p.GetValue(seed)).Taken : full;
 
             var examples = ProgressView.Count("certify", dataset.Count, progress =>

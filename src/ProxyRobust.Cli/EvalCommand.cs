@@ -59,11 +59,7 @@ internal static class EvalCommand
             model.to(dev);
             using var full = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
             var spec = model.Spec;
-            if ((full.Channels, full.Height, full.Width) != (spec.InChannels, spec.Height, spec.Width))
-                throw new DataFormatException(full.Source,
-                    $"images are {full.Channels}x{full.Height}x{full.Width}, the model expects {spec.InChannels}x{spec.Height}x{spec.Width}");
-            if (full.NumClasses > spec.NumClasses)
-                throw new DataFormatException(full.Source, $"{full.NumClasses} classes, the model has {spec.NumClasses}");
+            spec.CheckAccepts(full);
             var dataset = p.GetValue(n) is { } count && count < full.Count ? full.Split(TrainCommand.Positive(count, "--n-examples"), p.GetValue(seed)).Taken : full;
 
             var result = ProgressView.Count("eval", dataset.Count, progress =>

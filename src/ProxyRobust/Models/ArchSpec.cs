@@ -57,6 +57,16 @@ public sealed partial record ArchSpec(string Name, int InChannels, int Height, i
 
     public override int GetHashCode() => HashCode.Combine(Name, InChannels, Height, Width, NumClasses);
 
+    /// <summary>Throws a <see cref="Data.DataFormatException"/> naming the data when its images or classes do not fit this model.</summary>
+    public void CheckAccepts(Data.ImageDataset data)
+    {
+        if ((data.Channels, data.Height, data.Width) != (InChannels, Height, Width))
+            throw new Data.DataFormatException(data.Source,
+                $"images are {data.Channels}x{data.Height}x{data.Width}, the model expects {InChannels}x{Height}x{Width}");
+        if (data.NumClasses > NumClasses)
+            throw new Data.DataFormatException(data.Source, $"{data.NumClasses} classes, the model has {NumClasses}");
+    }
+
     public override string ToString() => $"{Name} ({InChannels}x{Height}x{Width} -> {NumClasses} classes)";
 
     [GeneratedRegex(@"^wrn-(\d+)-(\d+)$")] private static partial Regex WrnRegex();
