@@ -25,12 +25,15 @@ internal static class CertifyCommand
         var batch = Shared.BatchSize(1000);
         var tsv = new Option<string>("--out") { Description = "per-example TSV (idx, label, predict, radius, correct, time), as the original tool writes", Required = true };
         var json = new Option<string?>("--json") { Description = "summary JSON (default: the TSV's name with .json)" };
+        var plot = new Option<string?>("--plot") { Description = "PNG of certified accuracy vs radius (default: the TSV's name with .png)" };
+        var compare = new Option<string[]>("--compare") { Description = "summary JSONs of other models to draw on the same plot", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [] };
+        var label = new Option<string?>("--label") { Description = "this model's name in the plot legend (default: the checkpoint)" };
         var seed = Shared.Seed();
         var device = Shared.Device();
         var threads = Shared.Threads();
         var cmd = new Command("certify", "Randomized-smoothing certification (Cohen et al. 2019): certified l-2 radius per point, certified accuracy by radius.")
         {
-            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, seed, device, threads,
+            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, plot, compare, label, seed, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
@@ -39,6 +42,9 @@ internal static class CertifyCommand
             if (s <= 0) throw new UsageException($"--sigma must be positive, got {s}");
             if (a is <= 0 or >= 1) throw new UsageException($"--alpha must be in (0,1), got {a}");
             int k0 = TrainCommand.Positive(p.GetValue(n0), "--n0"), k = TrainCommand.Positive(p.GetValue(n), "--n");
+            // Read the curves to compare with first: a bad file fails before the long certification, not after.
+            var others = p.GetValue(compare)!.Select(f => (Label: Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(f))) + "/" + Path.GetFileNameWithoutExtension(f),
+                                                            Curve: CertificationRun.ReadCurve(f))).ToList();
             var dev = torch.device(p.GetValue(device)!);
             using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!);
             model.to(dev);
@@ -73,6 +79,11 @@ internal static class CertifyCommand
             };
             AtomicFile.WriteAllText(p.GetValue(json) ?? Path.ChangeExtension(tsvPath, ".json"), node.ToJsonString(Checkpoint.Json));
 
+            var plotPath = p.GetValue(plot) ?? Path.ChangeExtension(tsvPath, ".png");
+            var mine = p.GetValue(label) ?? Path.GetFileName(Path.GetFullPath(p.GetValue(checkpoint)!).TrimEnd('/'));
+            ProxyRobust.Reporting.Plots.CertifiedAccuracy(
+                new[] { ($"{mine} (sigma {s})", summary.CertifiedAccuracy) }.Concat(others.Select(o => (o.Label, o.Curve))), plotPath);
+
             var rows = new List<(string, string)>
             {
                 ("model", model.Spec.ToString()), ("points", summary.Points.ToString()), ("sigma / n0 / n / alpha", $"{s} / {k0} / {k} / {a}"),
@@ -81,6 +92,7 @@ internal static class CertifyCommand
             foreach (var (r, acc) in summary.CertifiedAccuracy.Where(r => r.Radius <= 2.0))
                 rows.Add(($"certified accuracy at r = {r:F2}", $"{acc:P1}"));
             rows.Add(("per-example TSV", tsvPath));
+            rows.Add(("plot", plotPath));
             Shared.Table("certification", rows);
             return ExitCodes.Ok;
         }));

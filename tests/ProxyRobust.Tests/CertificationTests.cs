@@ -159,5 +159,13 @@ public sealed class CertifyCliTests
         Assert.Equal(rows.Count(x => x[4] == "1" && radii[rows.IndexOf(x)] >= 0.5) / 40.0, accAtHalf, 10);
         var accAtZero = summary["certifiedAccuracy"]!.AsArray()[0]!["accuracy"]!.GetValue<double>();
         Assert.True(accAtZero > 0.5, $"certified accuracy at radius 0 is {accAtZero}");
+        Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, File.ReadAllBytes(tmp.File("cert.png"))[..4]);
+        // A second model's curve is drawn from its summary; a file that is no summary fails before any work.
+        File.WriteAllText(tmp.File("bad.json"), "{ \"x\": 1 }");
+        var bad = TestSupport.RunCli("certify", "--checkpoint", tmp.File("noise"), "--sigma", "0.25", "--n", "100", "--n-examples", "5",
+                                     "--out", tmp.File("c2.tsv"), "--compare", tmp.File("bad.json"));
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("bad.json", bad.Err);
+        Assert.False(File.Exists(tmp.File("c2.tsv")));
     }
 }
