@@ -51,7 +51,7 @@ internal static class ProgressView
             {
                 if (clock.Elapsed.TotalSeconds - lastPrint < 10 || p.Done == p.Total) return;
                 lastPrint = clock.Elapsed.TotalSeconds;
-                Console.WriteLine($"{title}: {p.Done}/{p.Total} ({p.Done / clock.Elapsed.TotalSeconds:F0}/s)");
+                Console.WriteLine($"{title}: {p.Done}/{p.Total} ({p.Done / clock.Elapsed.TotalSeconds:F1}/s)");
             }));
         }
         T result = default!;
