@@ -46,11 +46,9 @@ internal static class CertifyCommand
             var others = p.GetValue(compare)!.Select(f => (Label: Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(f))) + "/" + Path.GetFileNameWithoutExtension(f),
                                                             Curve: CertificationRun.ReadCurve(f))).ToList();
             var dev = torch.device(p.GetValue(device)!);
-            using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!);
-            model.to(dev);
-            using var full = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
-            model.Spec.CheckAccepts(full);
-            var dataset = p.GetValue(count) is { } c && c < full.Count ? full.Split(TrainCommand.Positive(c, "--n-examples"), p.GetValue(seed)).Taken : full;
+            using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, ema: false, p.GetValue(data), p.GetValue(split)!,
+                                                       p.GetValue(labels), p.GetValue(count), p.GetValue(seed), dev);
+            var (model, dataset) = (opened.Model, opened.Points);
 
             var examples = ProgressView.Count("certify", dataset.Count, progress =>
             {

@@ -55,12 +55,9 @@ internal static class EvalCommand
                     };
             }
             var dev = torch.device(p.GetValue(device)!);
-            using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!, p.GetValue(ema));
-            model.to(dev);
-            using var full = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
-            var spec = model.Spec;
-            spec.CheckAccepts(full);
-            var dataset = p.GetValue(n) is { } count && count < full.Count ? full.Split(TrainCommand.Positive(count, "--n-examples"), p.GetValue(seed)).Taken : full;
+            using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, p.GetValue(ema), p.GetValue(data), p.GetValue(split)!,
+                                                       p.GetValue(labels), p.GetValue(n), p.GetValue(seed), dev);
+            var (model, dataset, spec) = (opened.Model, opened.Points, opened.Model.Spec);
 
             var result = ProgressView.Count("eval", dataset.Count, progress =>
                 RobustEvaluation.Evaluate(model, dataset, chosen, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev,

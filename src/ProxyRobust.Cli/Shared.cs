@@ -1,8 +1,11 @@
 using System.CommandLine;
 using ProxyRobust.Data;
+using ProxyRobust.Models;
 using ProxyRobust.Native;
+using ProxyRobust.Training;
 using Spectre.Console;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace ProxyRobust.Cli;
 
@@ -29,6 +32,39 @@ internal static class Shared
     {
         TorchRuntime.EnsureInitialised();
         torch.set_num_threads(threads > 0 ? threads : Environment.ProcessorCount);
+    }
+
+    /// <summary>
+    /// What eval and certify both start from: the classifier on its device, the data it must accept, and the points to use
+    /// (a seeded, class-balanced subset of <paramref name="count"/> when given).
+    /// </summary>
+    public static ModelAndData OpenModelAndData(string checkpoint, bool ema, string? data, string split, string? labels,
+                                                int? count, int seed, Device device)
+    {
+        var model = Checkpoint.LoadClassifier(checkpoint, ema);
+        model.to(device);
+        var full = DatasetLoader.Load(data, ParseSplit(split), labels);
+        try
+        {
+            model.Spec.CheckAccepts(full);
+        }
+        catch
+        {
+            model.Dispose();
+            full.Dispose();
+            throw;
+        }
+        var points = count is { } c && c < full.Count ? full.Split(TrainCommand.Positive(c, "--n-examples"), seed).Taken : full;
+        return new ModelAndData(model, full, points);
+    }
+
+    public sealed record ModelAndData(Classifier Model, ImageDataset Full, ImageDataset Points) : IDisposable
+    {
+        public void Dispose()
+        {
+            Model.Dispose();
+            Full.Dispose();
+        }
     }
 
     public static Split ParseSplit(string s) => s.ToLowerInvariant() switch
