@@ -3,7 +3,9 @@ using System.Text.Json.Nodes;
 using ProxyRobust.Attacks;
 using ProxyRobust.Data;
 using ProxyRobust.Training;
+using ProxyRobust.Reporting;
 using TorchSharp;
+using Device = TorchSharp.torch.Device;
 
 namespace ProxyRobust.Cli;
 
@@ -17,7 +19,11 @@ internal static class EvalCommand
         var split = new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => "test" };
         var ema = new Option<bool>("--ema") { Description = "evaluate the EMA weights (if the checkpoint has them)" };
         var n = new Option<int?>("--n-examples") { Description = "evaluate a seeded, class-balanced subset of this many points" };
-        var attack = new Option<string>("--attack") { Description = "none | pgd | fgsm", DefaultValueFactory = _ => "none" }.AcceptOnlyFromAmong("none", "pgd", "fgsm");
+        var attack = new Option<string>("--attack") { Description = "none | pgd | fgsm | autoattack", DefaultValueFactory = _ => "none" }.AcceptOnlyFromAmong("none", "pgd", "fgsm", "autoattack");
+        var version = new Option<string>("--version") { Description = "AutoAttack version: standard | plus | rand (randomised defences)", DefaultValueFactory = _ => "standard" }
+            .AcceptOnlyFromAmong("standard", "plus", "rand");
+        var components = new Option<string?>("--attacks") { Description = "AutoAttack: run only these components (comma-separated, e.g. apgd-ce,apgd-t)" };
+        var report = new Option<string?>("--report") { Description = "AutoAttack: write a report card (Markdown; JSON beside it) with clean, PGD-20 and AutoAttack per component" };
         var norm = new Option<string>("--norm") { Description = "linf or l2", DefaultValueFactory = _ => "linf" }.AcceptOnlyFromAmong("linf", "l2");
         var eps = new Option<double?>("--eps") { Description = "perturbation budget (required with an attack)" };
         var steps = new Option<int>("--steps") { Description = "PGD steps", DefaultValueFactory = _ => 20 };
@@ -34,7 +40,7 @@ internal static class EvalCommand
         var threads = Shared.Threads();
         var cmd = new Command("eval", "Evaluate a classifier: clean and robust (PGD) accuracy with Wilson 95% intervals, per class.")
         {
-            checkpoint, data, labels, split, ema, n, attack, norm, eps, steps, restarts, stepSize, loss, targeted, saveAdv, seed, batch, json, device, threads,
+            checkpoint, data, labels, split, ema, n, attack, version, components, report, norm, eps, steps, restarts, stepSize, loss, targeted, saveAdv, seed, batch, json, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
@@ -55,6 +61,8 @@ internal static class EvalCommand
                     };
             }
             var dev = torch.device(p.GetValue(device)!);
+            if (p.GetValue(attack) == "autoattack")
+                return RunAutoAttack(p, dev, checkpoint, data, labels, split, ema, n, version, components, report, norm, eps, saveAdv, seed, batch, json);
             using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, p.GetValue(ema), p.GetValue(data), p.GetValue(split)!,
                                                        p.GetValue(labels), p.GetValue(n), p.GetValue(seed), dev);
             var (model, dataset, spec) = (opened.Model, opened.Points, opened.Model.Spec);
@@ -105,5 +113,63 @@ internal static class EvalCommand
             return ExitCodes.Ok;
         }));
         return cmd;
+    }
+
+    private static int RunAutoAttack(ParseResult p, Device dev, Option<string> checkpoint, Option<string> data, Option<string?> labels,
+                                     Option<string> split, Option<bool> ema, Option<int?> n, Option<string> version, Option<string?> components,
+                                     Option<string?> report, Option<string> norm, Option<double?> eps, Option<string?> saveAdv, Option<int> seed,
+                                     Option<int> batch, Option<string?> json)
+    {
+        double e = p.GetValue(eps) ?? throw new UsageException("--eps is required with --attack");
+        if (e <= 0) throw new UsageException($"--eps must be positive, got {e}");
+        var threat = new ThreatModel(ThreatModel.ParseNorm(p.GetValue(norm)!), e);
+        var v = p.GetValue(version) switch { "plus" => AutoAttackVersion.Plus, "rand" => AutoAttackVersion.Rand, _ => AutoAttackVersion.Standard };
+        int batchSize = TrainCommand.Positive(p.GetValue(batch), "--batch-size");
+        var runner = new AutoAttack(threat, v, p.GetValue(seed), batchSize);
+        using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, p.GetValue(ema), p.GetValue(data), p.GetValue(split)!,
+                                                   p.GetValue(labels), p.GetValue(n), p.GetValue(seed), dev);
+        var (model, dataset) = (opened.Model, opened.Points);
+        string[]? only = p.GetValue(components)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var known = runner.Components(dataset.NumClasses).Select(c => c.Key).ToList();
+        if (only?.FirstOrDefault(o => !known.Contains(o)) is { } unknown)
+            throw new UsageException($"--attacks: '{unknown}' is not part of AutoAttack {p.GetValue(version)} ({string.Join(", ", known)})");
+
+        RobustResult? pgd = null;
+        if (p.GetValue(report) is not null)
+            pgd = ProgressView.Count("PGD-20", dataset.Count, progress => RobustEvaluation.Evaluate(
+                model, dataset, new Pgd(threat, 20, Pgd.DefaultStepSize(e, 20)), batchSize, dev, p.GetValue(seed), progress: progress));
+        var result = ProgressView.Stages("AutoAttack", progress => runner.Run(model, dataset, dev, only, progress));
+
+        var rows = new List<(string, string)>
+        {
+            ("model", model.Spec.ToString()),
+            ("data", $"{dataset.Source} ({dataset.Count} images)"),
+            ("threat model", threat.ToString()),
+            ("clean accuracy", TrainCommand.Percent(result.CleanAccuracy, Stats.Wilson(result.CleanCorrect, result.Total, 1.959963984540054))),
+        };
+        if (pgd?.Robust is { } pr) rows.Add(($"robust accuracy ({pgd.AttackName})", TrainCommand.Percent(pr.Accuracy, pr.Wilson95)));
+        foreach (var s in result.Stages)
+            rows.Add(($"after {s.Attack}", $"{(double)s.RobustAfter / result.Total:P2}  ({s.Attacked} attacked, {s.Seconds:F1} s)"));
+        rows.Add(($"robust accuracy (AutoAttack {p.GetValue(version)})",
+                  TrainCommand.Percent(result.RobustAccuracy, Stats.Wilson(result.RobustCorrect, result.Total, 1.959963984540054))));
+        Shared.Table("AutoAttack", rows);
+        foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
+
+        if (p.GetValue(saveAdv) is { } advPath)
+        {
+            var bytes = new byte[result.Adversarial.Length * 4];
+            Buffer.BlockCopy(result.Adversarial, 0, bytes, 0, bytes.Length);
+            Npy.Write(advPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
+            Npy.WriteLabels(Path.ChangeExtension(advPath, null) + ".labels.npy", dataset.Labels);
+        }
+        var card = new RobustnessCard(model.Spec.ToString(), p.GetValue(checkpoint)!, $"{dataset.Source} ({p.GetValue(split)})", threat,
+                                      p.GetValue(version)!, p.GetValue(seed), result, pgd);
+        if (p.GetValue(json) is { } path) AtomicFile.WriteAllText(path, card.ToJson().ToJsonString(Checkpoint.Json));
+        if (p.GetValue(report) is { } md)
+        {
+            AtomicFile.WriteAllText(md, card.ToMarkdown());
+            AtomicFile.WriteAllText(Path.ChangeExtension(md, ".json"), card.ToJson().ToJsonString(Checkpoint.Json));
+        }
+        return ExitCodes.Ok;
     }
 }

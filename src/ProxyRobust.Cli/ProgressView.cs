@@ -65,6 +65,40 @@ internal static class ProgressView
         return result;
     }
 
+    /// <summary>Progress of a sequence of named stages, each over its own number of items: one bar per stage (AutoAttack).</summary>
+    public static T Stages<T>(string title, Func<IProgress<(string Stage, int Done, int Total)>, T> work)
+    {
+        if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double lastPrint = 0;
+            return work(new Sync<(string Stage, int Done, int Total)>(p =>
+            {
+                if (clock.Elapsed.TotalSeconds - lastPrint < 10 && p.Done != p.Total) return;
+                lastPrint = clock.Elapsed.TotalSeconds;
+                Console.WriteLine($"{title} {p.Stage}: {p.Done}/{p.Total} ({clock.Elapsed.TotalSeconds:F0} s)");
+            }));
+        }
+        T result = default!;
+        AnsiConsole.Progress().AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var tasks = new Dictionary<string, ProgressTask>();
+                result = work(new Sync<(string Stage, int Done, int Total)>(p =>
+                {
+                    if (!tasks.TryGetValue(p.Stage, out var task))
+                    {
+                        foreach (var t in tasks.Values) t.StopTask();
+                        tasks[p.Stage] = task = ctx.AddTask(Markup.Escape($"{title} {p.Stage}"), maxValue: Math.Max(1, p.Total));
+                    }
+                    task.MaxValue = Math.Max(1, p.Total);
+                    task.Value = p.Total == 0 ? 1 : p.Done;
+                }));
+            });
+        return result;
+    }
+
     /// <summary>Reports synchronously on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
     private sealed class Sync<TValue>(Action<TValue> report) : IProgress<TValue>
     {

@@ -65,6 +65,30 @@ public static class AttackLosses
         return (targeted ? -value : value).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Difference-of-logits-ratio loss (Croce &amp; Hein 2020, eq. 5): -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), with the
+    /// logits sorted decreasingly (pi1 the largest). Invariant to shifting and rescaling the logits.
+    /// </summary>
+    public static Tensor Dlr(Tensor logits, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        var sorted = logits.sort(1, descending: true).Values;
+        var zy = logits.gather(1, labels.view(-1, 1)).squeeze(1);
+        var topIsLabel = logits.argmax(1).eq(labels);
+        var otherMax = where(topIsLabel, sorted[.., 1], sorted[.., 0]);
+        return (-(zy - otherMax) / (sorted[.., 0] - sorted[.., 2] + 1e-12)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Targeted DLR loss (eq. 6): -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2).</summary>
+    public static Tensor TargetedDlr(Tensor logits, Tensor labels, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        var sorted = logits.sort(1, descending: true).Values;
+        var zy = logits.gather(1, labels.view(-1, 1)).squeeze(1);
+        var zt = logits.gather(1, targets.view(-1, 1)).squeeze(1);
+        return (-(zy - zt) / (sorted[.., 0] - (sorted[.., 2] + sorted[.., 3]) * 0.5 + 1e-12)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Whether each example already reaches the attack's goal.</summary>
     public static Tensor Succeeded(Tensor logits, Tensor labels, bool targeted) =>
         targeted ? logits.argmax(1).eq(labels) : logits.argmax(1).ne(labels);

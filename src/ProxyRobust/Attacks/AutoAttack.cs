@@ -1,0 +1,148 @@
+using ProxyRobust.Data;
+using ProxyRobust.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Attacks;
+
+public enum AutoAttackVersion { Standard, Plus, Rand }
+
+/// <summary>Robust accuracy after one component of the ensemble, and the time it took.</summary>
+public sealed record AutoAttackStage(string Attack, string Description, int RobustAfter, int Attacked, double Seconds);
+
+public sealed record AutoAttackResult(int Total, int CleanCorrect, IReadOnlyList<AutoAttackStage> Stages, bool[] Robust,
+                                      long[] AdversarialPredictions, float[] Adversarial, IReadOnlyList<string> Warnings)
+{
+    public int RobustCorrect => Stages.Count == 0 ? CleanCorrect : Stages[^1].RobustAfter;
+    public double CleanAccuracy => (double)CleanCorrect / Total;
+    public double RobustAccuracy => (double)RobustCorrect / Total;
+}
+
+/// <summary>
+/// AutoAttack (Croce &amp; Hein, ICML 2020): a fixed ensemble of parameter-free attacks run in sequence, each only on the
+/// points still robust, so the reported robust accuracy is the fraction of points no component could break.
+/// standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 1 restart each.
+/// plus: APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T.
+/// rand (randomised defences): APGD-CE and APGD-DLR with 20 EOT iterations.
+/// Every returned example is checked against the threat model and re-evaluated: a point is counted as broken only
+/// if the model misclassifies the returned example.
+/// </summary>
+public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = AutoAttackVersion.Standard, long seed = 0, int batchSize = 250)
+{
+    public ThreatModel Threat => threat;
+    public AutoAttackVersion Version => version;
+
+    /// <summary>The components in the order they run, for a problem with <paramref name="numClasses"/> classes.</summary>
+    public IReadOnlyList<(string Key, IAttack Attack)> Components(int numClasses)
+    {
+        int targets = Math.Min(9, numClasses - 1);
+        return version switch
+        {
+            AutoAttackVersion.Standard =>
+            [
+                ("apgd-ce", new Apgd(threat, 100, 1, ApgdLoss.CrossEntropy)),
+                ("apgd-t", new Apgd(threat, 100, 1, ApgdLoss.TargetedDlr, targets)),
+                ("fab-t", new Fab(threat, 100, 1, Targeted: true, TargetClasses: targets)),
+                ("square", new Square(threat, 5000)),
+            ],
+            AutoAttackVersion.Plus =>
+            [
+                ("apgd-ce", new Apgd(threat, 100, 5, ApgdLoss.CrossEntropy)),
+                ("apgd-dlr", new Apgd(threat, 100, 5, ApgdLoss.Dlr)),
+                ("fab", new Fab(threat, 100, 5, Targeted: false)),
+                ("square", new Square(threat, 5000)),
+                ("apgd-t", new Apgd(threat, 100, 1, ApgdLoss.TargetedDlr, targets)),
+                ("fab-t", new Fab(threat, 100, 1, Targeted: true, TargetClasses: targets)),
+            ],
+            _ =>
+            [
+                ("apgd-ce", new Apgd(threat, 100, 1, ApgdLoss.CrossEntropy, EotIterations: 20)),
+                ("apgd-dlr", new Apgd(threat, 100, 1, ApgdLoss.Dlr, EotIterations: 20)),
+            ],
+        };
+    }
+
+    /// <param name="only">run only these component keys (null: all of the version)</param>
+    /// <param name="progress">(component key, points done, points to attack)</param>
+    public AutoAttackResult Run(Classifier model, ImageDataset data, Device device, IReadOnlyCollection<string>? only = null,
+                                IProgress<(string Attack, int Done, int Total)>? progress = null, CancellationToken cancel = default)
+    {
+        using var scope = NewDisposeScope();
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            var all = new BatchSampler(data, data.Count, shuffle: false, AugmentOptions.None, seed: 0).Epoch(0).First();
+            var (x, y) = all.ToTensors(device);
+            var warnings = new List<string>();
+            if (version != AutoAttackVersion.Rand && !IsDeterministic(model, x.narrow(0, 0, Math.Min(batchSize, data.Count))))
+                warnings.Add("the model's output changes between two identical forward passes: it looks randomised; use --version rand");
+
+            var predictions = Predict(model, x);
+            var robust = predictions.eq(y);
+            var adv = x.clone();
+            int clean = (int)robust.sum().item<long>();
+            var stages = new List<AutoAttackStage>();
+            var components = Components(data.NumClasses).Where(c => only is null || only.Contains(c.Key)).ToList();
+            for (int a = 0; a < components.Count; a++)
+            {
+                var (key, attack) = components[a];
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var todo = robust.nonzero().view(-1);
+                int toAttack = (int)todo.shape[0];
+                for (int start = 0, batchIndex = 0; start < toAttack; start += batchSize, batchIndex++)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    using var batchScope = NewDisposeScope();
+                    var idx = todo.narrow(0, start, Math.Min(batchSize, toAttack - start));
+                    var xb = x.index_select(0, idx);
+                    var yb = y.index_select(0, idx);
+                    var advB = attack.WithSeed(Seeds.Derive(seed, a, batchIndex)).Perturb(model, xb, yb);
+                    Training.RobustEvaluation.CheckInsideThreatModel(threat, advB, xb);
+                    var predB = Predict(model, advB);
+                    var broken = predB.ne(yb);
+                    var hit = idx.masked_select(broken);
+                    var brokenIdx = broken.nonzero().view(-1);
+                    robust.index_fill_(0, hit, false);
+                    adv.index_copy_(0, hit, advB.index_select(0, brokenIdx));
+                    predictions.index_copy_(0, hit, predB.index_select(0, brokenIdx));
+                    progress?.Report((key, Math.Min(start + batchSize, toAttack), toAttack));
+                }
+                stages.Add(new AutoAttackStage(key, attack.Name, (int)robust.sum().item<long>(), toAttack, clock.Elapsed.TotalSeconds));
+                if (toAttack == 0) progress?.Report((key, 0, 0));
+            }
+            // Final check, as in the reference code: the whole set of returned points is inside the threat model.
+            Training.RobustEvaluation.CheckInsideThreatModel(threat, adv, x);
+            if (version == AutoAttackVersion.Standard && stages.Count == 4)
+            {
+                int beforeSquare = stages[2].RobustAfter, afterSquare = stages[3].RobustAfter;
+                if (beforeSquare - afterSquare > 0 && afterSquare < 0.998 * beforeSquare && (beforeSquare - afterSquare) > 0.002 * data.Count)
+                    warnings.Add($"Square (a black-box attack) broke {beforeSquare - afterSquare} points the white-box attacks missed: " +
+                                 "a sign of gradient masking; treat the white-box numbers with suspicion");
+            }
+            var advHost = adv.permute(0, 2, 3, 1).contiguous().cpu().data<float>().ToArray();
+            return new AutoAttackResult(data.Count, clean, stages, robust.cpu().data<bool>().ToArray(),
+                                        predictions.cpu().data<long>().ToArray(), advHost, warnings);
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    private Tensor Predict(Classifier model, Tensor x)
+    {
+        using var noGrad = no_grad();
+        var parts = new List<Tensor>();
+        for (long s = 0; s < x.shape[0]; s += batchSize)
+            parts.Add(model.call(x.narrow(0, s, Math.Min(batchSize, x.shape[0] - s))).argmax(1));
+        return cat(parts);
+    }
+
+    private static bool IsDeterministic(Classifier model, Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return model.call(x).sub(model.call(x)).abs().max().item<float>() == 0;
+    }
+}

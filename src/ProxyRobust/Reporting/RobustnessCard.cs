@@ -1,0 +1,90 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using ProxyRobust.Attacks;
+using ProxyRobust.Training;
+
+namespace ProxyRobust.Reporting;
+
+/// <summary>
+/// A robustness report card: clean accuracy, PGD, and AutoAttack per component on the same points, with Wilson 95%
+/// intervals, as Markdown (one RobustBench-style leaderboard row plus details) and JSON.
+/// </summary>
+public sealed record RobustnessCard(string Model, string Checkpoint, string Data, ThreatModel Threat, string Version, long Seed,
+                                    AutoAttackResult AutoAttack, RobustResult? Pgd)
+{
+    private static string Pct(double v) => (100 * v).ToString("F2", CultureInfo.InvariantCulture);
+
+    private static string Interval(int correct, int total)
+    {
+        var (lo, hi) = Stats.Wilson(correct, total, 1.959963984540054);
+        return $"{Pct((double)correct / total)} ({Pct(lo)}-{Pct(hi)})";
+    }
+
+    public string ToMarkdown()
+    {
+        var aa = AutoAttack;
+        var sb = new StringBuilder();
+        sb.AppendLine($"# Robustness report: {Model}");
+        sb.AppendLine();
+        sb.AppendLine($"Checkpoint `{Checkpoint}`, data {Data}, {aa.Total} points, threat model {Threat}, AutoAttack {Version}, seed {Seed}.");
+        sb.AppendLine();
+        sb.AppendLine("| Model | Clean | " + (Pgd is not null ? $"{Pgd.AttackName?.Split(' ')[0]} | " : "") + "AutoAttack | Threat | Points |");
+        sb.AppendLine("|---|---|" + (Pgd is not null ? "---|" : "") + "---|---|---|");
+        sb.AppendLine($"| {Model} | {Pct(aa.CleanAccuracy)} | " + (Pgd?.Robust is { } p ? $"{Pct(p.Accuracy)} | " : "") +
+                      $"{Pct(aa.RobustAccuracy)} | {Threat} | {aa.Total} |");
+        sb.AppendLine();
+        sb.AppendLine("Accuracy in % with Wilson 95% intervals; each AutoAttack row is the robust accuracy after that component");
+        sb.AppendLine("(components run in order, each only on the points still robust).");
+        sb.AppendLine();
+        sb.AppendLine("| Evaluation | Accuracy % (95% CI) | Points attacked | Time (s) |");
+        sb.AppendLine("|---|---|---|---|");
+        sb.AppendLine($"| clean | {Interval(aa.CleanCorrect, aa.Total)} | | |");
+        if (Pgd?.Robust is { } pr)
+            sb.AppendLine($"| {Pgd.AttackName} | {Interval(pr.Correct, pr.Total)} | {aa.CleanCorrect} | {Pgd.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
+        foreach (var s in aa.Stages)
+            sb.AppendLine($"| after {s.Description} | {Interval(s.RobustAfter, aa.Total)} | {s.Attacked} | {s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
+        sb.AppendLine($"| **AutoAttack ({Version})** | **{Interval(aa.RobustCorrect, aa.Total)}** | | " +
+                      $"{aa.Stages.Sum(s => s.Seconds).ToString("F1", CultureInfo.InvariantCulture)} |");
+        if (aa.Warnings.Count > 0)
+        {
+            sb.AppendLine();
+            foreach (var w in aa.Warnings) sb.AppendLine($"- Warning: {w}");
+        }
+        if (Pgd?.Robust is { } pgd && pgd.Correct - aa.RobustCorrect > Math.Max(3, 0.03 * aa.Total))
+        {
+            sb.AppendLine();
+            sb.AppendLine($"- Note: AutoAttack is {Pct((double)(pgd.Correct - aa.RobustCorrect) / aa.Total)} points below PGD: " +
+                          "large gaps usually mean the PGD number overestimated robustness (gradient masking).");
+        }
+        return sb.ToString();
+    }
+
+    public JsonObject ToJson()
+    {
+        var aa = AutoAttack;
+        JsonArray Ci(int c) { var (lo, hi) = Stats.Wilson(c, aa.Total, 1.959963984540054); return new JsonArray(lo, hi); }
+        return new JsonObject
+        {
+            ["model"] = Model, ["checkpoint"] = Checkpoint, ["data"] = Data, ["points"] = aa.Total,
+            ["threat"] = new JsonObject { ["norm"] = Threat.Norm == Norm.Linf ? "linf" : "l2", ["eps"] = Threat.Epsilon },
+            ["version"] = Version, ["seed"] = Seed,
+            ["clean"] = new JsonObject { ["accuracy"] = aa.CleanAccuracy, ["correct"] = aa.CleanCorrect, ["wilson95"] = Ci(aa.CleanCorrect) },
+            ["pgd"] = Pgd?.Robust is { } p ? new JsonObject
+            {
+                ["attack"] = Pgd.AttackName, ["accuracy"] = p.Accuracy, ["correct"] = p.Correct, ["wilson95"] = Ci(p.Correct), ["seconds"] = Pgd.Seconds,
+            } : null,
+            ["autoattack"] = new JsonObject
+            {
+                ["accuracy"] = aa.RobustAccuracy, ["correct"] = aa.RobustCorrect, ["wilson95"] = Ci(aa.RobustCorrect),
+                ["seconds"] = aa.Stages.Sum(s => s.Seconds),
+                ["stages"] = new JsonArray(aa.Stages.Select(s => (JsonNode)new JsonObject
+                {
+                    ["attack"] = s.Attack, ["description"] = s.Description, ["robustAfter"] = s.RobustAfter,
+                    ["accuracyAfter"] = (double)s.RobustAfter / aa.Total, ["attacked"] = s.Attacked, ["seconds"] = s.Seconds,
+                }).ToArray()),
+                ["warnings"] = new JsonArray(aa.Warnings.Select(w => (JsonNode)JsonValue.Create(w)).ToArray()),
+            },
+        };
+    }
+}
