@@ -8,6 +8,7 @@ root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(DataCommand.Create());
 root.Subcommands.Add(LabelCommand.Create());
 root.Subcommands.Add(CertifyCommand.Create());
+root.Subcommands.Add(ExportCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 
 var parse = root.Parse(args);
