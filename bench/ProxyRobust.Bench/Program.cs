@@ -32,6 +32,16 @@ results["matmulGflops"] = new JsonObject(matmuls.Select(kv => KeyValuePair.Creat
 results["peakGflops"] = peak;
 Console.WriteLine($"matmul fp32 GFLOP/s: {string.Join(", ", matmuls.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; practical peak {peak:F1}");
 
+if (args.Contains("--autoattack"))
+{
+    results["autoattack"] = AutoAttackBench.Run(peak, Arg("--aa-points", 1000));
+    Directory.CreateDirectory(outDir);
+    var aaFile = Path.Combine(outDir, $"autoattack-{DateTime.UtcNow:yyyy-MM-dd}.json");
+    AtomicFile.WriteAllText(aaFile, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"written {aaFile}");
+    return 0;
+}
+
 using var fmnist = DatasetLoader.Load(DatasetLoader.FashionMnistName, Split.Train);
 
 // Data loader: one epoch of batches of 128, with crop augmentation, converted to tensors (what training consumes).

@@ -33,6 +33,8 @@ internal static class EvalCommand
         var targeted = new Option<string>("--targeted") { Description = "none | random (a random other class) | least-likely (the clean prediction's least likely class)", DefaultValueFactory = _ => "none" }
             .AcceptOnlyFromAmong("none", "random", "least-likely");
         var saveAdv = new Option<string?>("--save-adv") { Description = "write the adversarial examples (float32 N x H x W x C .npy in [0,1]) and their labels (.labels.npy)" };
+        var saveLogits = new Option<string?>("--save-logits") { Description = "AutoAttack: write the model's logits on the returned examples (float32 N x K .npy), to re-check them in another framework" };
+        var savePoints = new Option<string?>("--save-points") { Description = "AutoAttack: write the clean points attacked (float32 N x H x W x C .npy in [0,1], labels beside), to run another implementation on the same points" };
         var seed = Shared.Seed();
         var batch = Shared.BatchSize(256);
         var json = new Option<string?>("--json") { Description = "write the results as JSON to this file" };
@@ -40,7 +42,7 @@ internal static class EvalCommand
         var threads = Shared.Threads();
         var cmd = new Command("eval", "Evaluate a classifier: clean and robust (PGD) accuracy with Wilson 95% intervals, per class.")
         {
-            checkpoint, data, labels, split, ema, n, attack, version, components, report, norm, eps, steps, restarts, stepSize, loss, targeted, saveAdv, seed, batch, json, device, threads,
+            checkpoint, data, labels, split, ema, n, attack, version, components, report, saveLogits, savePoints, norm, eps, steps, restarts, stepSize, loss, targeted, saveAdv, seed, batch, json, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
@@ -62,7 +64,7 @@ internal static class EvalCommand
             }
             var dev = torch.device(p.GetValue(device)!);
             if (p.GetValue(attack) == "autoattack")
-                return RunAutoAttack(p, dev, checkpoint, data, labels, split, ema, n, version, components, report, norm, eps, saveAdv, seed, batch, json);
+                return RunAutoAttack(p, dev, checkpoint, data, labels, split, ema, n, version, components, report, norm, eps, saveAdv, saveLogits, savePoints, seed, batch, json);
             using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, p.GetValue(ema), p.GetValue(data), p.GetValue(split)!,
                                                        p.GetValue(labels), p.GetValue(n), p.GetValue(seed), dev);
             var (model, dataset, spec) = (opened.Model, opened.Points, opened.Model.Spec);
@@ -117,8 +119,8 @@ internal static class EvalCommand
 
     private static int RunAutoAttack(ParseResult p, Device dev, Option<string> checkpoint, Option<string> data, Option<string?> labels,
                                      Option<string> split, Option<bool> ema, Option<int?> n, Option<string> version, Option<string?> components,
-                                     Option<string?> report, Option<string> norm, Option<double?> eps, Option<string?> saveAdv, Option<int> seed,
-                                     Option<int> batch, Option<string?> json)
+                                     Option<string?> report, Option<string> norm, Option<double?> eps, Option<string?> saveAdv, Option<string?> saveLogits,
+                                     Option<string?> savePoints, Option<int> seed, Option<int> batch, Option<string?> json)
     {
         double e = p.GetValue(eps) ?? throw new UsageException("--eps is required with --attack");
         if (e <= 0) throw new UsageException($"--eps must be positive, got {e}");
@@ -161,6 +163,28 @@ internal static class EvalCommand
             Buffer.BlockCopy(result.Adversarial, 0, bytes, 0, bytes.Length);
             Npy.Write(advPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
             Npy.WriteLabels(Path.ChangeExtension(advPath, null) + ".labels.npy", dataset.Labels);
+        }
+        if (p.GetValue(savePoints) is { } pointsPath)
+        {
+            using var scope = torch.NewDisposeScope();
+            var (clean, _) = new BatchSampler(dataset, dataset.Count, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(torch.CPU);
+            var values = clean.permute(0, 2, 3, 1).contiguous().data<float>().ToArray();
+            var bytes = new byte[values.Length * 4];
+            Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
+            Npy.Write(pointsPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
+            Npy.WriteLabels(Path.ChangeExtension(pointsPath, null) + ".labels.npy", dataset.Labels);
+        }
+        if (p.GetValue(saveLogits) is { } logitsPath)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            var adv = torch.tensor(result.Adversarial).view(dataset.Count, dataset.Height, dataset.Width, dataset.Channels).permute(0, 3, 1, 2).to(dev);
+            var logits = new List<torch.Tensor>();
+            for (long s = 0; s < dataset.Count; s += batchSize) logits.Add(model.call(adv.narrow(0, s, Math.Min(batchSize, dataset.Count - s))).cpu());
+            var values = torch.cat(logits).contiguous().data<float>().ToArray();
+            var bytes = new byte[values.Length * 4];
+            Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
+            Npy.Write(logitsPath, "<f4", [dataset.Count, model.Spec.NumClasses], bytes);
         }
         var card = new RobustnessCard(model.Spec.ToString(), p.GetValue(checkpoint)!, $"{dataset.Source} ({p.GetValue(split)})", threat,
                                       p.GetValue(version)!, p.GetValue(seed), result, pgd);
