@@ -32,6 +32,15 @@ results["matmulGflops"] = new JsonObject(matmuls.Select(kv => KeyValuePair.Creat
 results["peakGflops"] = peak;
 Console.WriteLine($"matmul fp32 GFLOP/s: {string.Join(", ", matmuls.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; practical peak {peak:F1}");
 
+if (args.Contains("--certify"))
+{
+    results["certification"] = CertifyBench.Run(peak);
+    Directory.CreateDirectory(outDir);
+    var cFile = Path.Combine(outDir, $"certify-{DateTime.UtcNow:yyyy-MM-dd}.json");
+    AtomicFile.WriteAllText(cFile, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"written {cFile}");
+    return 0;
+}
 if (args.Contains("--autoattack"))
 {
     results["autoattack"] = AutoAttackBench.Run(peak, Arg("--aa-points", 1000));

@@ -9,6 +9,8 @@ root.Subcommands.Add(DataCommand.Create());
 root.Subcommands.Add(LabelCommand.Create());
 root.Subcommands.Add(CertifyCommand.Create());
 root.Subcommands.Add(ExportCommand.Create());
+root.Subcommands.Add(SweepCommand.Create());
+root.Subcommands.Add(ReportCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 
 var parse = root.Parse(args);

@@ -15,7 +15,7 @@ public sealed record Certificate(int Prediction, double Radius, long CountA, lon
 /// Monte-Carlo PREDICT and CERTIFY (Algorithm "certify" and "predict" of the paper, as in locuslab/smoothing core.py).
 /// Noise samples are drawn in batches of <see cref="BatchSize"/>; each input uses its own seeded generator.
 /// </summary>
-public sealed class SmoothedClassifier(Classifier model, int numClasses, double sigma, int batchSize = 400)
+public sealed class SmoothedClassifier(Classifier model, int numClasses, double sigma, int batchSize = 100)
 {
     public double Sigma => sigma;
     public int BatchSize => batchSize;

@@ -23,4 +23,109 @@ public static class Plots
         var bytes = plot.GetImageBytes(800, 500, ScottPlot.ImageFormat.Png);
         AtomicFile.WriteAllBytes(path, bytes);
     }
+
+    private static void Save(ScottPlot.Plot plot, string path, int width = 800, int height = 500) =>
+        AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png));
+
+    /// <summary>Lines (x, y) per series, e.g. validation accuracy per epoch.</summary>
+    public static void Lines(IEnumerable<(string Label, IReadOnlyList<(double X, double Y)> Points)> series, string path, string title,
+                             string xLabel, string yLabel)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var (label, points) in series)
+        {
+            if (points.Count == 0) continue;
+            var line = plot.Add.Scatter(points.Select(p => p.X).ToArray(), points.Select(p => p.Y).ToArray());
+            line.LegendText = label;
+            line.LineWidth = 2;
+            line.MarkerSize = 0;
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.Axes.SetLimitsY(0, 100);
+        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
+        Save(plot, path);
+    }
+
+    /// <summary>Grouped bars with their values printed on top (one group per metric, one bar per model).</summary>
+    public static void GroupedBars(IReadOnlyList<(string Group, IReadOnlyList<(string Series, double Value)> Bars)> groups, string path,
+                                   string title, string yLabel)
+    {
+        var plot = new ScottPlot.Plot();
+        var seriesNames = groups.SelectMany(g => g.Bars.Select(b => b.Series)).Distinct().ToList();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int s = 0; s < seriesNames.Count; s++)
+        {
+            var bars = new List<ScottPlot.Bar>();
+            for (int g = 0; g < groups.Count; g++)
+            {
+                double v = groups[g].Bars.FirstOrDefault(b => b.Series == seriesNames[s]).Value;
+                if (double.IsNaN(v)) continue;
+                bars.Add(new ScottPlot.Bar
+                {
+                    Position = g * (seriesNames.Count + 1) + s, Value = v, FillColor = palette.GetColor(s),
+                    Label = v.ToString("F1", System.Globalization.CultureInfo.InvariantCulture),
+                });
+            }
+            var plotted = plot.Add.Bars(bars);
+            plotted.LegendText = seriesNames[s];
+            plotted.ValueLabelStyle.FontSize = 14;
+        }
+        var ticks = groups.Select((g, i) => new ScottPlot.Tick(i * (seriesNames.Count + 1) + (seriesNames.Count - 1) / 2.0, g.Group)).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
+        plot.Title(title);
+        plot.YLabel(yLabel);
+        plot.Axes.SetLimitsY(0, 105);
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        Save(plot, path);
+    }
+
+    /// <summary>
+    /// Accuracy against a number of images on a log axis, one line per series; 0 images is drawn one decade left of the
+    /// smallest positive count and labelled "0".
+    /// </summary>
+    public static void AgainstImageCount(IEnumerable<(string Label, IReadOnlyList<(double Images, double Accuracy)> Points)> series, string path,
+                                         string title, string yLabel, string xLabel = "proxy images (log scale)")
+    {
+        var all = series.ToList();
+        double smallest = all.SelectMany(s => s.Points).Select(p => p.Images).Where(n => n > 0).DefaultIfEmpty(1000).Min();
+        double X(double n) => n > 0 ? Math.Log10(n) : Math.Log10(smallest) - 1;
+        var plot = new ScottPlot.Plot();
+        foreach (var (label, points) in all)
+        {
+            var line = plot.Add.Scatter(points.Select(p => X(p.Images)).ToArray(), points.Select(p => p.Accuracy).ToArray());
+            line.LegendText = label;
+            line.LineWidth = 2;
+            line.MarkerSize = 7;
+        }
+        var counts = all.SelectMany(s => s.Points).Select(p => p.Images).Distinct().Order().ToList();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            counts.Select(n => new ScottPlot.Tick(X(n), n.ToString("N0", System.Globalization.CultureInfo.InvariantCulture))).ToArray());
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
+        Save(plot, path);
+    }
+
+    /// <summary>Clean against robust accuracy, one labelled point per model: the accuracy-robustness trade-off.</summary>
+    public static void Tradeoff(IReadOnlyList<(string Label, double Clean, double Robust)> points, string path)
+    {
+        var plot = new ScottPlot.Plot();
+        var scatter = plot.Add.ScatterPoints(points.Select(p => p.Clean).ToArray(), points.Select(p => p.Robust).ToArray());
+        scatter.MarkerSize = 8;
+        scatter.LegendText = "models (real r + proxy p images)";
+        foreach (var p in points)
+        {
+            var text = plot.Add.Text(p.Label, p.Clean, p.Robust);
+            text.LabelFontSize = 11;
+            text.OffsetX = 6;
+        }
+        plot.Title("Accuracy-robustness trade-off");
+        plot.XLabel("clean accuracy (%)");
+        plot.YLabel("PGD-20 robust accuracy (%)");
+        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
+        Save(plot, path);
+    }
 }

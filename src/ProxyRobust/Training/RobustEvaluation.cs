@@ -11,6 +11,10 @@ public sealed record RobustResult(AccuracyResult Clean, AccuracyResult? Robust, 
 {
     /// <summary>Adversarial images, float32 NHWC in [0,1], when requested.</summary>
     public float[]? Adversarial { get; init; }
+
+    /// <summary>Per point, in data order: classified correctly when clean / under attack (for paired comparisons of two models).</summary>
+    public bool[] CleanHits { get; init; } = [];
+    public bool[]? RobustHits { get; init; }
 }
 
 public static class RobustEvaluation
@@ -58,7 +62,10 @@ public static class RobustEvaluation
         {
             model.train(wasTraining);
         }
-        return new RobustResult(clean.Result(), robust?.Result(), attack?.Name, clock.Elapsed.TotalSeconds) { Adversarial = adversarial };
+        return new RobustResult(clean.Result(), robust?.Result(), attack?.Name, clock.Elapsed.TotalSeconds)
+        {
+            Adversarial = adversarial, CleanHits = clean.Hits.ToArray(), RobustHits = robust?.Hits.ToArray(),
+        };
     }
 
     public static void CheckInsideThreatModel(ThreatModel threat, Tensor adv, Tensor x)
@@ -76,6 +83,7 @@ public static class RobustEvaluation
     {
         private int _correct, _total;
         private readonly int[] _correctPer = new int[classes], _totalPer = new int[classes];
+        public List<bool> Hits { get; } = [];
 
         public void Add(Tensor hits, long[] labels, int count)
         {
@@ -84,6 +92,7 @@ public static class RobustEvaluation
             {
                 int l = (int)labels[i];
                 _totalPer[l]++; _total++;
+                Hits.Add(h[i]);
                 if (h[i]) { _correctPer[l]++; _correct++; }
             }
         }

@@ -1,0 +1,158 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ProxyRobust.Attacks;
+using ProxyRobust.Data;
+using ProxyRobust.Reporting;
+using ProxyRobust.Training;
+using TorchSharp;
+
+namespace ProxyRobust.Experiments;
+
+/// <summary>One training run of an experiment, with the parameters it varies and how it is evaluated.</summary>
+public sealed record ExperimentCell(string Name, int RealImages, int SyntheticImages, double Gamma, double Epsilon, int Seed)
+{
+    public JsonObject Parameters() => new()
+    {
+        ["real"] = RealImages, ["synthetic"] = SyntheticImages, ["gamma"] = Gamma, ["eps"] = Epsilon, ["seed"] = Seed,
+    };
+}
+
+/// <summary>Settings shared by every cell of an experiment (PGD adversarial training of the small CNN on Fashion-MNIST by default).</summary>
+public sealed record ExperimentSettings
+{
+    public string Data { get; init; } = DatasetLoader.FashionMnistName;
+    public string Arch { get; init; } = "small-cnn";
+    public int Epochs { get; init; } = 40;
+    public int BatchSize { get; init; } = 128;
+    public double LearningRate { get; init; } = 0.1;
+    public int AttackSteps { get; init; } = 10;
+    public int ValSize { get; init; } = 500;
+    /// <summary>Test points for clean and PGD-20 accuracy (the same seeded points for every cell, so cells compare pairwise).</summary>
+    public int EvalPoints { get; init; } = 1000;
+    /// <summary>Of those, how many also get AutoAttack (standard); 0 for none.</summary>
+    public int AutoAttackPoints { get; init; }
+    public int Threads { get; init; }
+}
+
+/// <summary>
+/// A folder that holds everything needed to reproduce an experiment: experiment.json (command, version, settings, every
+/// cell's parameters, training history and evaluation, including per-point outcomes), one run folder per cell
+/// (cells/NAME: checkpoints, result.json, evaluation.json), and the report (report.md and PNG plots) that
+/// <see cref="ExperimentReport"/> rebuilds from experiment.json. Every step is resumable: a finished cell is never redone.
+/// </summary>
+public static class Experiment
+{
+    public const string FileName = "experiment.json";
+
+    public static string CellDir(string root, ExperimentCell cell) => Path.Combine(root, "cells", cell.Name);
+
+    /// <summary>Trains (or resumes, or skips when finished) and evaluates one cell; returns its record for experiment.json.</summary>
+    public static JsonObject RunCell(string root, ExperimentSettings s, ExperimentCell cell, Action<string>? log = null,
+                                     IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var dir = CellDir(root, cell);
+        var resultPath = Path.Combine(dir, "result.json");
+        if (!File.Exists(resultPath))
+        {
+            log?.Invoke($"{cell.Name}: training ({cell.RealImages} real, {cell.SyntheticImages} proxy, {s.Epochs} epochs, seed {cell.Seed})");
+            TrainRun.Execute(new TrainRunConfig
+            {
+                Data = s.Data, Arch = s.Arch, TrainSize = cell.RealImages, ValSize = s.ValSize, EvalSize = s.EvalPoints, DataSeed = 0,
+                Method = TrainMethod.Pgd, Epsilon = cell.Epsilon, AttackSteps = s.AttackSteps,
+                Synthetic = cell.SyntheticImages > 0 ? $"holdout:{cell.SyntheticImages}" : null, Gamma = cell.Gamma,
+                OutputDir = dir, Resume = true,
+                Options = new TrainOptions
+                {
+                    Epochs = s.Epochs, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Seed = cell.Seed, CheckpointEverySteps = 50,
+                },
+            }, progress, cancel);
+        }
+        else log?.Invoke($"{cell.Name}: trained (skipped)");
+        var evaluationPath = Path.Combine(dir, "evaluation.json");
+        if (!File.Exists(evaluationPath))
+        {
+            log?.Invoke($"{cell.Name}: evaluating");
+            AtomicFile.WriteAllText(evaluationPath, Evaluate(dir, s, cell, cancel).ToJsonString(Checkpoint.Json));
+        }
+        return Record(root, cell)!;
+    }
+
+    /// <summary>A finished cell's record for experiment.json (null while it has not finished training and evaluation).</summary>
+    public static JsonObject? Record(string root, ExperimentCell cell)
+    {
+        var dir = CellDir(root, cell);
+        string resultPath = Path.Combine(dir, "result.json"), evaluationPath = Path.Combine(dir, "evaluation.json");
+        if (!File.Exists(resultPath) || !File.Exists(evaluationPath)) return null;
+        var result = JsonNode.Parse(File.ReadAllText(resultPath))!.AsObject();
+        return new JsonObject
+        {
+            ["name"] = cell.Name, ["parameters"] = cell.Parameters(), ["folder"] = Path.GetRelativePath(root, dir),
+            ["seconds"] = result["seconds"]?.DeepClone(), ["history"] = result["history"]?.DeepClone(), ["test"] = result["test"]?.DeepClone(),
+            ["evaluation"] = JsonNode.Parse(File.ReadAllText(evaluationPath)),
+        };
+    }
+
+    /// <summary>
+    /// Refuses to mix cells of different settings in one folder: the settings recorded in an existing experiment.json must
+    /// equal these (except threads).
+    /// </summary>
+    public static void CheckSameSettings(string root, ExperimentSettings settings)
+    {
+        var path = Path.Combine(root, FileName);
+        if (!File.Exists(path)) return;
+        var recorded = JsonNode.Parse(File.ReadAllText(path))?["settings"]?.Deserialize<ExperimentSettings>();
+        if (recorded is not null && recorded with { Threads = 0 } != settings with { Threads = 0 })
+            throw new Data.DataFormatException(path, "this folder holds an experiment with other settings; use another --out (or delete the folder)");
+    }
+
+    /// <summary>The same test points for every cell: clean and PGD-20 on EvalPoints, AutoAttack standard on the first AutoAttackPoints.</summary>
+    private static JsonObject Evaluate(string dir, ExperimentSettings s, ExperimentCell cell, CancellationToken cancel)
+    {
+        using var model = Checkpoint.LoadClassifier(Path.Combine(dir, "final.json"));
+        using var test = DatasetLoader.Load(s.Data, Split.Test);
+        using var points = s.EvalPoints < test.Count ? test.Split(s.EvalPoints, 20221).Taken : test;
+        var threat = new ThreatModel(Norm.Linf, cell.Epsilon);
+        var pgd = RobustEvaluation.Evaluate(model, points, new Pgd(threat, 20, Pgd.DefaultStepSize(cell.Epsilon, 20)), 250, torch.CPU,
+                                            seed: 0, cancel: cancel);
+        var node = new JsonObject
+        {
+            ["points"] = points.Count, ["clean"] = pgd.Clean.Accuracy, ["pgd20"] = pgd.Robust!.Accuracy, ["pgdSeconds"] = pgd.Seconds,
+            ["cleanHits"] = Bits(pgd.CleanHits), ["pgd20Hits"] = Bits(pgd.RobustHits!),
+        };
+        if (s.AutoAttackPoints > 0)
+        {
+            using var subset = points.Select(Enumerable.Range(0, Math.Min(s.AutoAttackPoints, points.Count)).ToArray());
+            var aa = new AutoAttack(threat, AutoAttackVersion.Standard, seed: 0).Run(model, subset, torch.CPU, cancel: cancel);
+            node["autoattack"] = new JsonObject
+            {
+                ["points"] = aa.Total, ["clean"] = aa.CleanAccuracy, ["robust"] = aa.RobustAccuracy, ["hits"] = Bits(aa.Robust),
+                ["seconds"] = aa.Stages.Sum(st => st.Seconds),
+                ["stages"] = new JsonArray(aa.Stages.Select(st => (JsonNode)new JsonObject
+                {
+                    ["attack"] = st.Attack, ["robustAfter"] = st.RobustAfter, ["seconds"] = st.Seconds,
+                }).ToArray()),
+            };
+        }
+        return node;
+    }
+
+    /// <summary>Per-point outcomes as a compact string of 0/1 (readable, diffable, and small in JSON).</summary>
+    public static string Bits(IEnumerable<bool> hits) => string.Concat(hits.Select(h => h ? '1' : '0'));
+
+    public static bool[] ParseBits(string? bits) => bits is null ? [] : bits.Select(c => c == '1').ToArray();
+
+    /// <summary>Writes experiment.json atomically: the command that ran, the version, settings and the cells gathered so far.</summary>
+    public static void Save(string root, string kind, string command, ExperimentSettings settings, IEnumerable<ExperimentCell> planned,
+                            IEnumerable<JsonObject> cells)
+    {
+        var node = new JsonObject
+        {
+            ["kind"] = kind, ["command"] = command, ["version"] = typeof(Experiment).Assembly.GetName().Version?.ToString(),
+            ["updated"] = DateTime.UtcNow.ToString("u"), ["settings"] = JsonSerializer.SerializeToNode(settings),
+            ["planned"] = new JsonArray(planned.Select(c => (JsonNode)new JsonObject { ["name"] = c.Name, ["parameters"] = c.Parameters() }).ToArray()),
+            ["cells"] = new JsonArray(cells.Select(c => (JsonNode)c).ToArray()),
+        };
+        Directory.CreateDirectory(root);
+        AtomicFile.WriteAllText(Path.Combine(root, FileName), node.ToJsonString(Checkpoint.Json));
+    }
+}

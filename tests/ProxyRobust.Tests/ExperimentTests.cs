@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using ProxyRobust.Experiments;
+using ProxyRobust.Reporting;
+
+namespace ProxyRobust.Tests;
+
+public sealed class ExperimentTests
+{
+    public ExperimentTests() => TestSupport.InitTorch();
+
+    [Fact]
+    public void Paired_gain_matches_a_hand_computed_case()
+    {
+        // d = b - a = [0, -1, 1, 1]: mean 0.25, sample sd sqrt(2.75 / 3), half-width 1.96 sd / 2
+        var (gain, lo, hi) = ExperimentReport.PairedGain([true, true, false, false], [true, false, true, true]);
+        double half = 1.959963984540054 * Math.Sqrt(2.75 / 3) / 2;
+        Assert.Equal(25, gain, 10);
+        Assert.Equal(100 * (0.25 - half), lo, 10);
+        Assert.Equal(100 * (0.25 + half), hi, 10);
+    }
+
+    private static string[] SweepArgs(string dir) =>
+        ["sweep", "--real", "100,200", "--synthetic", "0,300", "--epochs", "2", "--eval-size", "60", "--val-size", "40", "--out", dir, "--threads", "1"];
+
+    [Fact]
+    public void Sweep_is_killed_and_resumed_without_redoing_finished_cells_and_its_report_can_be_rebuilt()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("sweep");
+        // Start the sweep in a child process and kill it once the first cell has finished.
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"));
+        foreach (var a in SweepArgs(dir)) psi.ArgumentList.Add(a);
+        var first = Path.Combine(dir, "cells", "r100-p0-g0.5-e0.1-s0", "evaluation.json");
+        using (var child = Process.Start(psi)!)
+        {
+            child.OutputDataReceived += (_, _) => { };
+            child.ErrorDataReceived += (_, _) => { };
+            child.BeginOutputReadLine();
+            child.BeginErrorReadLine();
+            var clock = Stopwatch.StartNew();
+            while (!File.Exists(first) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4)) Thread.Sleep(100);
+            Assert.True(File.Exists(first), "the first cell did not finish");
+            child.Kill(true);
+            child.WaitForExit();
+        }
+        var firstResult = Path.Combine(Path.GetDirectoryName(first)!, "result.json");
+        var stamp = (File.GetLastWriteTimeUtc(firstResult), File.GetLastWriteTimeUtc(first));
+        var (code, stdout, err) = TestSupport.RunCli(SweepArgs(dir));
+        Assert.True(code == 0, err);
+        Assert.Contains("r100-p0-g0.5-e0.1-s0: trained (skipped)", stdout);
+        Assert.Equal(stamp, (File.GetLastWriteTimeUtc(firstResult), File.GetLastWriteTimeUtc(first)));
+        Assert.Contains("4 of 4 cells done", stdout);
+
+        var exp = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "experiment.json")))!;
+        var cells = exp["cells"]!.AsArray();
+        Assert.Equal(4, cells.Count);
+        foreach (var cell in cells)
+        {
+            var e = cell!["evaluation"]!;
+            var clean = Experiment.ParseBits((string?)e["cleanHits"]);
+            var robust = Experiment.ParseBits((string?)e["pgd20Hits"]);
+            Assert.Equal(60, clean.Length);
+            Assert.Equal(60, robust.Length);
+            // A point that survives the attack is classified correctly when clean (the attack starts from it).
+            Assert.All(Enumerable.Range(0, 60), i => Assert.True(!robust[i] || clean[i], $"point {i} robust but not clean"));
+            Assert.Equal(clean.Count(c => c) / 60.0, e["clean"]!.GetValue<double>(), 10);
+        }
+        // The report and its plots can be rebuilt from experiment.json alone.
+        foreach (var f in new[] { "report.md", "robust-vs-proxy.png", "clean-vs-proxy.png", "tradeoff.png" })
+        {
+            Assert.True(File.Exists(Path.Combine(dir, f)), f);
+            File.Delete(Path.Combine(dir, f));
+        }
+        (code, _, err) = TestSupport.RunCli("report", dir);
+        Assert.True(code == 0, err);
+        var md = File.ReadAllText(Path.Combine(dir, "report.md"));
+        Assert.Contains("| 200 | 300 |", md);
+        Assert.True(new FileInfo(Path.Combine(dir, "robust-vs-proxy.png")).Length > 10_000);
+        // A corrupt experiment.json: one error naming the file, exit 1, the previous report untouched.
+        File.WriteAllText(Path.Combine(dir, "experiment.json"), "{\"kind\": \"sweep\", \"cells\": [");
+        (code, _, err) = TestSupport.RunCli("report", dir);
+        Assert.Equal(1, code);
+        Assert.Contains("experiment.json", err);
+        Assert.Equal(md, File.ReadAllText(Path.Combine(dir, "report.md")));
+    }
+
+    [Fact]
+    public void Sweep_rejects_bad_grids_and_workers()
+    {
+        using var tmp = new TempDir();
+        Assert.Equal(2, TestSupport.RunCli("sweep", "--real", "100,-5", "--out", tmp.File("a")).Code);
+        Assert.Equal(2, TestSupport.RunCli("sweep", "--real", "100", "--worker", "3/2", "--out", tmp.File("a")).Code);
+        var (code, _, err) = TestSupport.RunCli("sweep", "--real", "100", "--cell", "nope", "--out", tmp.File("a"));
+        Assert.Equal(2, code);
+        Assert.Contains("no cell named 'nope'", err);
+    }
+}
