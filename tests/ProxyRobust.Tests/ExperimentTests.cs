@@ -87,6 +87,37 @@ public sealed class ExperimentTests
     }
 
     [Fact]
+    public void Demo_experiment_reports_baseline_and_port_side_by_side_with_the_paired_gain()
+    {
+        // The demo's machinery at a tiny scale on real Fashion-MNIST: two cells, evaluation with AutoAttack, the report.
+        using var tmp = new TempDir();
+        var root = tmp.File("demo");
+        var settings = new ExperimentSettings { Epochs = 2, EvalPoints = 60, AutoAttackPoints = 20, ValSize = 40 };
+        ExperimentCell[] cells = [new("baseline-s0", 150, 0, 0.5, 0.1, 0), new("port-s0", 150, 600, 0.5, 0.1, 0)];
+        var records = cells.Select(c => Experiment.RunCell(root, settings, c)).ToList();
+        Experiment.Save(root, "port-demo", "test", settings, cells, records);
+        var md = File.ReadAllText(ExperimentReport.Write(root));
+        Assert.Contains("| baseline | 0 | 150 | 0 |", md);
+        Assert.Contains("| PORT | 0 | 150 | 600 |", md);
+        // The stated PGD-20 gain equals the difference of the two models' accuracies on the same points.
+        var evals = records.Select(r => r["evaluation"]!).ToArray();
+        double expected = 100 * (evals[1]["pgd20"]!.GetValue<double>() - evals[0]["pgd20"]!.GetValue<double>());
+        var line = md.Split('\n').Single(l => l.Contains("seed 0, PGD-20:"));
+        Assert.Contains($"{(expected >= 0 ? "+" : "")}{expected.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)}** points", line);
+        Assert.Contains("seed 0, AutoAttack:", md);
+        foreach (var e in evals)
+        {
+            // AutoAttack runs on the first 20 of the same points: it should not leave more robust points than PGD-20 there
+            var pgd = Experiment.ParseBits((string?)e["pgd20Hits"]);
+            var aa = Experiment.ParseBits((string?)e["autoattack"]!["hits"]);
+            Assert.Equal(20, aa.Length);
+            Assert.True(aa.Count(h => h) <= pgd.Take(20).Count(h => h) + 1, "AutoAttack much weaker than PGD-20 on the same points");
+        }
+        Assert.True(new FileInfo(Path.Combine(root, "accuracy.png")).Length > 10_000);
+        Assert.True(new FileInfo(Path.Combine(root, "validation.png")).Length > 10_000);
+    }
+
+    [Fact]
     public void Sweep_rejects_bad_grids_and_workers()
     {
         using var tmp = new TempDir();

@@ -150,7 +150,7 @@ public static class Experiment
             ["kind"] = kind, ["command"] = command, ["version"] = typeof(Experiment).Assembly.GetName().Version?.ToString(),
             ["updated"] = DateTime.UtcNow.ToString("u"), ["settings"] = JsonSerializer.SerializeToNode(settings),
             ["planned"] = new JsonArray(planned.Select(c => (JsonNode)new JsonObject { ["name"] = c.Name, ["parameters"] = c.Parameters() }).ToArray()),
-            ["cells"] = new JsonArray(cells.Select(c => (JsonNode)c).ToArray()),
+            ["cells"] = new JsonArray(cells.Select(c => c.DeepClone()).ToArray()),
         };
         Directory.CreateDirectory(root);
         AtomicFile.WriteAllText(Path.Combine(root, FileName), node.ToJsonString(Checkpoint.Json));
