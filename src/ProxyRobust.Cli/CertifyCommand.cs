@@ -28,12 +28,13 @@ internal static class CertifyCommand
         var plot = new Option<string?>("--plot") { Description = "PNG of certified accuracy vs radius (default: the TSV's name with .png)" };
         var compare = new Option<string[]>("--compare") { Description = "summary JSONs of other models to draw on the same plot", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [] };
         var label = new Option<string?>("--label") { Description = "this model's name in the plot legend (default: the checkpoint)" };
+        var resume = new Option<bool>("--resume") { Description = "continue an interrupted certification from OUT.partial (same certificates as an uninterrupted run)" };
         var seed = Shared.Seed();
         var device = Shared.Device();
         var threads = Shared.Threads();
         var cmd = new Command("certify", "Randomized-smoothing certification (Cohen et al. 2019): certified l-2 radius per point, certified accuracy by radius.")
         {
-            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, plot, compare, label, seed, device, threads,
+            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, plot, compare, label, seed, resume, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
@@ -50,23 +51,33 @@ internal static class CertifyCommand
                                                        p.GetValue(labels), p.GetValue(count), p.GetValue(seed), dev);
             var (model, dataset) = (opened.Model, opened.Points);
 
+            // Each certified point is appended to OUT.partial as it finishes; --resume continues from it (every point has
+            // its own seed, so a resumed run gives the same certificates as an uninterrupted one).
+            var tsvPath = p.GetValue(tsv)!;
+            var partial = tsvPath + ".partial";
+            var earlier = p.GetValue(resume) && File.Exists(partial) ? CertificationRun.ReadTsv(partial, dataset.Count) : [];
+            if (earlier.Count > 0) Console.WriteLine($"resuming: {earlier.Count} of {dataset.Count} points already certified in {partial}");
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(partial))!);
+            File.WriteAllText(partial, CertificationRun.TsvHeader + "\n" + string.Concat(earlier.Select(e => CertificationRun.TsvLine(e) + "\n")));
             var examples = ProgressView.Count("certify", dataset.Count, progress =>
             {
-                var list = new List<CertifiedExample>();
-                foreach (var e in CertificationRun.Certify(model, dataset, s, k0, k, a, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev, p.GetValue(seed)))
+                var list = new List<CertifiedExample>(earlier);
+                var done = earlier.Select(e => e.Index).ToHashSet();
+                foreach (var e in CertificationRun.Certify(model, dataset, s, k0, k, a, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev,
+                                                           p.GetValue(seed), skip: done))
                 {
                     list.Add(e);
+                    File.AppendAllText(partial, CertificationRun.TsvLine(e) + "\n");
                     progress.Report((list.Count, dataset.Count));
                 }
-                return list;
+                return list.OrderBy(e => e.Index).ToList();
             });
             var summary = CertificationRun.Summarise(examples, s, k0, k, a);
 
-            var text = new StringBuilder("idx\tlabel\tpredict\tradius\tcorrect\ttime\n");
-            foreach (var e in examples)
-                text.Append(CultureInfo.InvariantCulture, $"{e.Index}\t{e.Label}\t{e.Prediction}\t{e.Radius:F4}\t{(e.Correct ? 1 : 0)}\t{e.Seconds:F3}\n");
-            var tsvPath = p.GetValue(tsv)!;
+            var text = new StringBuilder(CertificationRun.TsvHeader + "\n");
+            foreach (var e in examples) text.Append(CertificationRun.TsvLine(e)).Append('\n');
             AtomicFile.WriteAllText(tsvPath, text.ToString());
+            File.Delete(partial);
             var node = new JsonObject
             {
                 ["checkpoint"] = p.GetValue(checkpoint), ["data"] = dataset.Source, ["points"] = summary.Points, ["sigma"] = s, ["n0"] = k0, ["n"] = k,

@@ -160,6 +160,16 @@ public sealed class CertifyCliTests
         var accAtZero = summary["certifiedAccuracy"]!.AsArray()[0]!["accuracy"]!.GetValue<double>();
         Assert.True(accAtZero > 0.5, $"certified accuracy at radius 0 is {accAtZero}");
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, File.ReadAllBytes(tmp.File("cert.png"))[..4]);
+        // Interrupted after 15 points (the 16th line cut mid-write), then --resume: the same certificates as the run above.
+        var lines = File.ReadAllLines(tmp.File("cert.tsv"));
+        File.WriteAllText(tmp.File("again.tsv.partial"), string.Join("\n", lines.Take(16)) + "\n" + lines[16][..5]);
+        var resumed = TestSupport.RunCli("certify", "--checkpoint", tmp.File("noise"), "--sigma", "0.25", "--n0", "50", "--n", "500",
+                                         "--alpha", "0.001", "--n-examples", "40", "--out", tmp.File("again.tsv"), "--resume");
+        Assert.True(resumed.Code == 0, resumed.Err);
+        Assert.Contains("15 of 40 points already certified", resumed.Out);
+        var again = File.ReadAllLines(tmp.File("again.tsv")).Skip(1).Select(l => l.Split('\t')[..5]).ToList();
+        Assert.Equal(rows.Select(x => x[..5]), again);
+        Assert.False(File.Exists(tmp.File("again.tsv.partial")));
         // A second model's curve is drawn from its summary; a file that is no summary fails before any work.
         File.WriteAllText(tmp.File("bad.json"), "{ \"x\": 1 }");
         var bad = TestSupport.RunCli("certify", "--checkpoint", tmp.File("noise"), "--sigma", "0.25", "--n", "100", "--n-examples", "5",

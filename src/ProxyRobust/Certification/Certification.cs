@@ -15,13 +15,15 @@ public sealed record CertificationSummary(double Sigma, int N0, int N, double Al
 public static class CertificationRun
 {
     public static IEnumerable<CertifiedExample> Certify(Classifier model, ImageDataset data, double sigma, int n0, int n, double alpha,
-                                                        int batchSize, Device device, long seed, CancellationToken cancel = default)
+                                                        int batchSize, Device device, long seed, CancellationToken cancel = default,
+                                                        IReadOnlySet<int>? skip = null)
     {
         var smoothed = new SmoothedClassifier(model, model.Spec.NumClasses, sigma, batchSize);
         var single = new HostBatch(1, data.Channels, data.Height, data.Width);
         for (int i = 0; i < data.Count; i++)
         {
             cancel.ThrowIfCancellationRequested();
+            if (skip?.Contains(i) == true) continue; // certified before an interruption: each point has its own seed
             var clock = Stopwatch.StartNew();
             BatchSampler.WriteImage(data.Image(i), single.Images, data.Height, data.Width, data.Channels, 0, 0, false);
             single.Labels[0] = data.Labels[i];
@@ -31,6 +33,36 @@ public static class CertificationRun
             var c = smoothed.Certify(x[0], n0, n, alpha, Seeds.Derive(seed, i));
             yield return new CertifiedExample(i, data.Labels[i], c.Prediction, c.Radius, c.Prediction == data.Labels[i], clock.Elapsed.TotalSeconds);
         }
+    }
+
+    public const string TsvHeader = "idx\tlabel\tpredict\tradius\tcorrect\ttime";
+
+    public static string TsvLine(CertifiedExample e) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{e.Index}\t{e.Label}\t{e.Prediction}\t{e.Radius:R}\t{(e.Correct ? 1 : 0)}\t{e.Seconds:F3}");
+
+    /// <summary>
+    /// Reads the per-example lines of a (possibly interrupted) certification TSV. A last line without its newline was cut
+    /// by the interruption and is dropped; any other malformed line is an error naming the file.
+    /// </summary>
+    public static List<CertifiedExample> ReadTsv(string path, int points)
+    {
+        var text = File.ReadAllText(path);
+        var lines = text.Split('\n').ToList();
+        if (lines.Count > 0 && !text.EndsWith('\n')) lines.RemoveAt(lines.Count - 1); // cut mid-line
+        var result = new List<CertifiedExample>();
+        foreach (var (line, number) in lines.Select((l, k) => (l, k + 1)))
+        {
+            if (line.Length == 0 || line.StartsWith("idx", StringComparison.Ordinal)) continue;
+            var f = line.Split('\t');
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            if (f.Length != 6 || !int.TryParse(f[0], inv, out int idx) || !int.TryParse(f[1], inv, out int label) ||
+                !int.TryParse(f[2], inv, out int pred) || !double.TryParse(f[3], inv, out double radius) || !double.IsFinite(radius) ||
+                !double.TryParse(f[5], inv, out double secs) || (f[4] != "0" && f[4] != "1"))
+                throw new DataFormatException(path, $"line {number} is not 'idx label predict radius correct time'");
+            if (idx < 0 || idx >= points) throw new DataFormatException(path, $"line {number}: index {idx} outside the {points} points being certified");
+            result.Add(new CertifiedExample(idx, label, pred, radius, f[4] == "1", secs));
+        }
+        return result;
     }
 
     /// <summary>The (radius, certified accuracy) curve of a summary JSON written by 'certify'.</summary>

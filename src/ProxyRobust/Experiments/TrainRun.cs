@@ -125,9 +125,12 @@ public static class TrainRun
             ? new Pgd(threat, config.TestAttackSteps, Pgd.DefaultStepSize(threat.Epsilon, config.TestAttackSteps), config.TestAttackRestarts)
             : null;
 
+        // The training options are recorded once, under "options" (by the trainer); the rest of the configuration here.
+        var configNode = JsonSerializer.SerializeToNode(config)!.AsObject();
+        configNode.Remove(nameof(TrainRunConfig.Options));
         var description = new JsonObject
         {
-            ["config"] = JsonSerializer.SerializeToNode(config with { Options = new TrainOptions() }),
+            ["config"] = configNode,
             ["method"] = config.Method.ToString().ToLowerInvariant(),
             ["threat"] = config.Adversarial ? threat.ToString() : null,
             ["trainImages"] = train.Count,
