@@ -6,57 +6,15 @@ eval mode without weight gradients, then SGD on the adversarial batch) for the s
 ResNet-18 on 3x32x32, on random data (throughput does not depend on the pixel values).
 usage: /usr/bin/python3 bench/pytorch_reference.py --threads 2 [--steps 6]
 """
-import argparse, json, time
+import argparse, json, os, sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-class SmallCnn(nn.Module):
-    def __init__(self, c, h, w, k):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), 128)
-        self.fc2 = nn.Linear(128, k)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
-
-
-class PreActBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
-
-    def forward(self, x):
-        o = F.relu(self.bn1(x))
-        sc = self.shortcut(o) if self.shortcut is not None else x
-        o = self.conv1(o)
-        return self.conv2(F.relu(self.bn2(o))) + sc
-
-
-class PreActResNet18(nn.Module):
-    def __init__(self, c, k):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
-        layers, cin = [], 64
-        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-            layers += [PreActBlock(cin, cout, stride), PreActBlock(cout, cout, 1)]
-            cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(512)
-        self.linear = nn.Linear(512, k)
-
-    def forward(self, x):
-        o = F.relu(self.bn(self.layers(self.conv1(x))))
-        return self.linear(F.adaptive_avg_pool2d(o, 1).flatten(1))
+# The models are the ones docs/EXPORT.md defines (the same definitions serve the export cross-check).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "crosscheck"))
+from proxyrobust_models import PreActResNet18, SmallCnn  # noqa: E402
 
 
 def pgd(model, x, y, eps, step, steps):

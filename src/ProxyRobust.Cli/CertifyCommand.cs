@@ -28,13 +28,14 @@ internal static class CertifyCommand
         var plot = new Option<string?>("--plot") { Description = "PNG of certified accuracy vs radius (default: the TSV's name with .png)" };
         var compare = new Option<string[]>("--compare") { Description = "summary JSONs of other models to draw on the same plot", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [] };
         var label = new Option<string?>("--label") { Description = "this model's name in the plot legend (default: the checkpoint)" };
+        var savePoints = Shared.SavePoints();
         var resume = new Option<bool>("--resume") { Description = "continue an interrupted certification from OUT.partial (same certificates as an uninterrupted run)" };
         var seed = Shared.Seed();
         var device = Shared.Device();
         var threads = Shared.Threads();
         var cmd = new Command("certify", "Randomized-smoothing certification (Cohen et al. 2019): certified l-2 radius per point, certified accuracy by radius.")
         {
-            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, plot, compare, label, seed, resume, device, threads,
+            checkpoint, data, labels, split, sigma, n0, n, alpha, count, batch, tsv, json, plot, compare, label, seed, resume, savePoints, device, threads,
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
@@ -50,6 +51,7 @@ internal static class CertifyCommand
             using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, ema: false, p.GetValue(data), p.GetValue(split)!,
                                                        p.GetValue(labels), p.GetValue(count), p.GetValue(seed), dev);
             var (model, dataset) = (opened.Model, opened.Points);
+            if (p.GetValue(savePoints) is { } pointsPath) Shared.SavePoints(dataset, pointsPath);
 
             // Each certified point is appended to OUT.partial as it finishes; --resume continues from it (every point has
             // its own seed, so a resumed run gives the same certificates as an uninterrupted one).

@@ -34,7 +34,7 @@ internal static class EvalCommand
             .AcceptOnlyFromAmong("none", "random", "least-likely");
         var saveAdv = new Option<string?>("--save-adv") { Description = "write the adversarial examples (float32 N x H x W x C .npy in [0,1]) and their labels (.labels.npy)" };
         var saveLogits = new Option<string?>("--save-logits") { Description = "AutoAttack: write the model's logits on the returned examples (float32 N x K .npy), to re-check them in another framework" };
-        var savePoints = new Option<string?>("--save-points") { Description = "AutoAttack: write the clean points attacked (float32 N x H x W x C .npy in [0,1], labels beside), to run another implementation on the same points" };
+        var savePoints = Shared.SavePoints();
         var seed = Shared.Seed();
         var batch = Shared.BatchSize(256);
         var json = new Option<string?>("--json") { Description = "write the results as JSON to this file" };
@@ -164,16 +164,7 @@ internal static class EvalCommand
             Npy.Write(advPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
             Npy.WriteLabels(Path.ChangeExtension(advPath, null) + ".labels.npy", dataset.Labels);
         }
-        if (p.GetValue(savePoints) is { } pointsPath)
-        {
-            using var scope = torch.NewDisposeScope();
-            var (clean, _) = new BatchSampler(dataset, dataset.Count, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(torch.CPU);
-            var values = clean.permute(0, 2, 3, 1).contiguous().data<float>().ToArray();
-            var bytes = new byte[values.Length * 4];
-            Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
-            Npy.Write(pointsPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
-            Npy.WriteLabels(Path.ChangeExtension(pointsPath, null) + ".labels.npy", dataset.Labels);
-        }
+        if (p.GetValue(savePoints) is { } pointsPath) Shared.SavePoints(dataset, pointsPath);
         if (p.GetValue(saveLogits) is { } logitsPath)
         {
             using var scope = torch.NewDisposeScope();

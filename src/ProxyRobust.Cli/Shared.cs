@@ -67,6 +67,23 @@ internal static class Shared
         }
     }
 
+    public static Option<string?> SavePoints() => new("--save-points")
+    {
+        Description = "write the points used (float32 N x H x W x C .npy in [0,1], labels beside in .labels.npy), to run another implementation on exactly them",
+    };
+
+    /// <summary>Writes the data set's images as float32 NHWC in [0,1] (the form every other tool takes) and its labels.</summary>
+    public static void SavePoints(ImageDataset dataset, string path)
+    {
+        using var scope = NewDisposeScope();
+        var (clean, _) = new BatchSampler(dataset, dataset.Count, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(CPU);
+        var values = clean.permute(0, 2, 3, 1).contiguous().data<float>().ToArray();
+        var bytes = new byte[values.Length * 4];
+        Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
+        Npy.Write(path, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
+        Npy.WriteLabels(Path.ChangeExtension(path, null) + ".labels.npy", dataset.Labels);
+    }
+
     public static Split ParseSplit(string s) => s.ToLowerInvariant() switch
     {
         "train" => Split.Train,

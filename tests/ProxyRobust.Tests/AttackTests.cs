@@ -47,27 +47,6 @@ public sealed class AttackTests
         foreach (var m in achieved) Assert.InRange(margin0 - m, 0.99 * drop, 1.0001 * drop);
     }
 
-    private static Classifier BrieflyTrained(out ImageDataset data)
-    {
-        using var fm = TestSupport.FashionMnist(Split.Test);
-        data = fm.Split(300, 5).Taken;
-        torch.manual_seed(2);
-        var (mean, std) = DatasetStats.ChannelMeanStd(data);
-        var model = ArchSpec.For("small-cnn", 1, 28, 28, 10, mean, std).Create();
-        var sgd = new Sgd(model, 0.9, 0, false);
-        var sampler = new BatchSampler(data, 50, true, AugmentOptions.None, 3);
-        for (int e = 0; e < 6; e++)
-            foreach (var b in sampler.Epoch(e))
-            {
-                using var scope = NewDisposeScope();
-                var (x, y) = b.ToTensors(CPU);
-                model.zero_grad();
-                nn.functional.cross_entropy(model.call(x), y).backward();
-                sgd.Step(0.05);
-            }
-        model.eval();
-        return model;
-    }
 
     private static (Tensor X, Tensor Y) Batch(ImageDataset data, int n)
     {
@@ -81,7 +60,7 @@ public sealed class AttackTests
     [InlineData(Norm.L2, 1.5)]
     public void Every_adversarial_example_is_inside_the_ball_and_the_box(Norm norm, double eps)
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         var (x, y) = Batch(data, 128);
         var threat = new ThreatModel(norm, eps);
         IAttack[] attacks =
@@ -103,7 +82,7 @@ public sealed class AttackTests
     [Fact]
     public void More_steps_or_restarts_never_find_fewer_adversarial_examples()
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         var (x, y) = Batch(data, 300);
         var threat = new ThreatModel(Norm.Linf, 0.05);
         bool[] Fooled(Pgd a)
@@ -126,7 +105,7 @@ public sealed class AttackTests
     [Fact]
     public void Targeted_pgd_reaches_its_targets()
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         var (x, y) = Batch(data, 200);
         var threat = new ThreatModel(Norm.Linf, 0.3);
         using var clean = model.call(x);
@@ -145,7 +124,7 @@ public sealed class AttackTests
     [Fact]
     public void Chunking_the_attack_changes_nothing_but_speed()
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         var (x, y) = Batch(data, 100);
         var pgd = new Pgd(new ThreatModel(Norm.L2, 1.0), 5, 0.25, RandomStart: false);
         using var whole = pgd.Perturb(model, x, y);
@@ -156,7 +135,7 @@ public sealed class AttackTests
     [Fact]
     public void Attacks_compute_no_weight_gradients_and_restore_the_model()
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         model.train();
         model.zero_grad();
         foreach (var p in model.parameters()) Assert.True(p.grad is null || p.grad.abs().sum().item<float>() == 0);
@@ -173,7 +152,7 @@ public sealed class AttackTests
     [Fact]
     public void Robust_evaluation_counts_match_a_direct_recount()
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         var attack = new Pgd(new ThreatModel(Norm.Linf, 0.05), 5, 0.0125);
         var r = RobustEvaluation.Evaluate(model, data, attack, 64, CPU, seed: 3, keepAdversarial: true);
         Assert.Equal(300, r.Clean.Total);

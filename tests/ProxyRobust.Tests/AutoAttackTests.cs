@@ -110,34 +110,13 @@ public sealed class AutoAttackTests
         }
     }
 
-    private static Classifier BrieflyTrained(out ImageDataset data)
-    {
-        using var fm = TestSupport.FashionMnist(Split.Test);
-        data = fm.Split(300, 5).Taken;
-        torch.manual_seed(2);
-        var (mean, std) = DatasetStats.ChannelMeanStd(data);
-        var model = ArchSpec.For("small-cnn", 1, 28, 28, 10, mean, std).Create();
-        var sgd = new Sgd(model, 0.9, 0, false);
-        var sampler = new BatchSampler(data, 50, true, AugmentOptions.None, 3);
-        for (int e = 0; e < 6; e++)
-            foreach (var batch in sampler.Epoch(e))
-            {
-                using var scope = NewDisposeScope();
-                var (xb, yb) = batch.ToTensors(CPU);
-                model.zero_grad();
-                nn.functional.cross_entropy(model.call(xb), yb).backward();
-                sgd.Step(0.05);
-            }
-        model.eval();
-        return model;
-    }
 
     [Theory]
     [InlineData(Norm.Linf, 0.05)]
     [InlineData(Norm.L2, 0.8)]
     public void AutoAttack_components_stay_in_the_ball_and_box_and_beat_pgd(Norm norm, double eps)
     {
-        using var model = BrieflyTrained(out var data);
+        using var model = TestSupport.BrieflyTrained(out var data);
         var (x, y) = new BatchSampler(data, 120, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(CPU);
         var threat = new ThreatModel(norm, eps);
         int Robust(IAttack a)
@@ -208,13 +187,8 @@ public sealed class AutoAttackTests
         // End to end on real data: PGD-AT on 2,000 Fashion-MNIST images, then AutoAttack (standard) and PGD-20 at eps 0.1
         // on the same 100 test points. AutoAttack may only be lower (it includes stronger attacks), and not by much on an
         // honestly trained model: a large gap would mean masked gradients or a broken attack.
-        using var tmp = new TempDir();
-        var run = Experiments.TrainRun.Execute(new Experiments.TrainRunConfig
-        {
-            TrainSize = 2000, EvalSize = 100, Method = Experiments.TrainMethod.Pgd, Epsilon = 0.1, OutputDir = tmp.File("pgd"),
-            Options = new TrainOptions { Epochs = 4, BatchSize = 64, LearningRate = 0.05, Seed = 1 },
-        });
-        using var model = Checkpoint.LoadClassifier(tmp.File("pgd/final.json"));
+        var (dir, _) = TestSupport.PgdTrainedFashionMnist();
+        using var model = Checkpoint.LoadClassifier(Path.Combine(dir, "final.json"));
         using var test = TestSupport.FashionMnist(Split.Test);
         using var points = test.Split(100, 7).Taken;
         var threat = new ThreatModel(Norm.Linf, 0.1);
@@ -231,6 +205,5 @@ public sealed class AutoAttackTests
         var (_, y) = new BatchSampler(points, 100, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(CPU);
         using (no_grad())
             Assert.Equal(aa.Robust, model.call(adv).argmax(1).eq(y).data<bool>().ToArray());
-        _ = run;
     }
 }

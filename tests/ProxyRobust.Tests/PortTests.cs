@@ -110,12 +110,12 @@ public sealed class PortTests
             Options = new TrainOptions { Epochs = epochs, BatchSize = 64, LearningRate = 0.05, Seed = 1 },
         };
         var standard = TrainRun.Execute(Config(TrainMethod.Standard, 10, "std"));
-        var adversarial = TrainRun.Execute(Config(TrainMethod.Pgd, 4, "pgd"));
+        var (pgdDir, adversarial) = TestSupport.PgdTrainedFashionMnist(); // the same Config(TrainMethod.Pgd, 4 epochs), shared
         Assert.True(standard.Last!.Clean > 0.8, $"standard clean {standard.Last.Clean}");
         Assert.True(standard.Last.Robust < 0.3, $"standard model robust accuracy {standard.Last.Robust}");
         Assert.True(adversarial.Last!.Robust > standard.Last.Robust + 0.2,
                     $"PGD-AT robust accuracy {adversarial.Last.Robust} vs standard {standard.Last.Robust}");
-        var json = JsonNode.Parse(File.ReadAllText(tmp.File("pgd/result.json")))!;
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(pgdDir, "result.json")))!;
         Assert.Equal(adversarial.Last.Robust, json["test"]!["last"]!["robust"]!.GetValue<double>());
     }
 }

@@ -1,7 +1,11 @@
 using System.Diagnostics;
 using System.Reflection;
 using ProxyRobust.Data;
+using ProxyRobust.Models;
 using ProxyRobust.Native;
+using ProxyRobust.Training;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace ProxyRobust.Tests;
 
@@ -35,6 +39,45 @@ public static class TestSupport
         Assert.True(DatasetLoader.FindFashionMnist() is not null,
             "Fashion-MNIST is missing: run the README's test command (it installs dataset-fashion-mnist)");
         return DatasetLoader.Load(DatasetLoader.FashionMnistName, split);
+    }
+
+    private static readonly Lazy<(string Dir, Experiments.TrainRunResult Result)> PgdModel = new(() =>
+    {
+        // Kept for the whole test run (several test classes use it; training it once saves a minute of CPU).
+        var dir = Directory.CreateTempSubdirectory("proxyrobust-test-pgd-").FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(dir, true); } catch (IOException) { } };
+        var result = Experiments.TrainRun.Execute(new Experiments.TrainRunConfig
+        {
+            TrainSize = 2000, EvalSize = 500, Method = Experiments.TrainMethod.Pgd, Epsilon = 0.1, OutputDir = dir,
+            Options = new Training.TrainOptions { Epochs = 4, BatchSize = 64, LearningRate = 0.05, Seed = 1 },
+        });
+        return (dir, result);
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>A small CNN PGD-trained (l-inf eps 0.1, 4 epochs) on 2,000 Fashion-MNIST images, shared by the tests that need one.</summary>
+    public static (string Dir, Experiments.TrainRunResult Result) PgdTrainedFashionMnist() => PgdModel.Value;
+
+    /// <summary>A small CNN trained for 6 epochs (clean) on 300 Fashion-MNIST test images: accurate enough, not robust.</summary>
+    public static Classifier BrieflyTrained(out ImageDataset data)
+    {
+        using var fm = FashionMnist(Split.Test);
+        data = fm.Split(300, 5).Taken;
+        torch.manual_seed(2);
+        var (mean, std) = DatasetStats.ChannelMeanStd(data);
+        var model = ArchSpec.For("small-cnn", 1, 28, 28, 10, mean, std).Create();
+        var sgd = new Sgd(model, 0.9, 0, false);
+        var sampler = new BatchSampler(data, 50, true, AugmentOptions.None, 3);
+        for (int e = 0; e < 6; e++)
+            foreach (var b in sampler.Epoch(e))
+            {
+                using var scope = NewDisposeScope();
+                var (x, y) = b.ToTensors(CPU);
+                model.zero_grad();
+                nn.functional.cross_entropy(model.call(x), y).backward();
+                sgd.Step(0.05);
+            }
+        model.eval();
+        return model;
     }
 
     /// <summary>Random uint8 NHWC images with labels cycling through the classes.</summary>

@@ -30,21 +30,8 @@ public static class BoxHyperplaneProjection
         var flip = where(c.lt(0), -1.0f, 1.0f).to(w.dtype).unsqueeze(1);
         w = w * flip;
         c = c.abs();
-        var absW = w.abs();
         var room = where(w.gt(0), t, 1 - t);
-        var (roomSorted, order) = room.sort(1);
-        var wSorted = absW.gather(1, order);
-        // Below the k-th breakpoint: coordinates before k are saturated (they give |w| room), the others give |w| rho.
-        var saturatedSum = wSorted.mul(roomSorted).cumsum(1) - wSorted.mul(roomSorted);   // sum_{j<k} |w_j| room_j
-        var freeWeight = wSorted.flip(1).cumsum(1).flip(1);                                // sum_{j>=k} |w_j|
-        var atBreakpoint = saturatedSum + roomSorted * freeWeight;                          // G(room_(k))
-        // k = number of breakpoints where G is still below c: rho lies in [room_(k-1), room_(k)].
-        var k = atBreakpoint.lt(c.unsqueeze(1)).sum(1, keepdim: true);
-        long dims = t.shape[1];
-        var feasible = k.lt(dims).squeeze(1);
-        var kc = k.clamp_max(dims - 1);
-        var rho = (c.unsqueeze(1) - saturatedSum.gather(1, kc)) / freeWeight.gather(1, kc).clamp_min(1e-30f);
-        rho = where(feasible.unsqueeze(1), rho, full_like(rho, double.PositiveInfinity));
+        var rho = SolveIncreasingPiecewiseLinear(room, w.abs(), c);
         var d = -w.sign() * minimum(rho, room);
         return d.MoveToOuterDisposeScope();
     }
@@ -65,18 +52,28 @@ public static class BoxHyperplaneProjection
         var room = where(w.gt(0), t, 1 - t);
         var active = w.abs().gt(1e-12f);
         var r = where(active, room / w.abs().clamp_min(1e-12f), full_like(room, 1e12f));
-        var (rSorted, order) = r.sort(1);
-        var w2Sorted = w2.gather(1, order);
-        var saturatedSum = (w2Sorted * rSorted).cumsum(1) - w2Sorted * rSorted;   // sum_{j<k} w_j^2 r_j (= |w_j| room_j)
-        var freeWeight = w2Sorted.flip(1).cumsum(1).flip(1);                      // sum_{j>=k} w_j^2
-        var atBreakpoint = saturatedSum + rSorted * freeWeight;                  // H(r_(k))
-        var k = atBreakpoint.lt(c.unsqueeze(1)).sum(1, keepdim: true);
-        long dims = t.shape[1];
-        var feasible = k.lt(dims).squeeze(1);
-        var kc = k.clamp_max(dims - 1);
-        var lambda = (c.unsqueeze(1) - saturatedSum.gather(1, kc)) / freeWeight.gather(1, kc).clamp_min(1e-30f);
-        lambda = where(feasible.unsqueeze(1), lambda, full_like(lambda, double.PositiveInfinity));
+        var lambda = SolveIncreasingPiecewiseLinear(r, w2, c);
         var d = -w.sign() * minimum(lambda * w.abs(), room);
         return where(active, d, zeros_like(d)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Per row, the smallest s &gt;= 0 with F(s) = sum_i slope_i * min(s, breakpoint_i) = c (breakpoints, slopes &gt;= 0):
+    /// F is increasing and piecewise linear, so sort the breakpoints, evaluate F at each (cumulative sums), find the
+    /// segment where it crosses c and solve the linear piece. +infinity where even F(max breakpoint) &lt; c.
+    /// </summary>
+    private static Tensor SolveIncreasingPiecewiseLinear(Tensor breakpoints, Tensor slopes, Tensor c)
+    {
+        using var scope = NewDisposeScope();
+        var (sorted, order) = breakpoints.sort(1);
+        var slopeSorted = slopes.gather(1, order);
+        var saturated = (slopeSorted * sorted).cumsum(1) - slopeSorted * sorted;   // sum_{j<k} slope_j breakpoint_j
+        var free = slopeSorted.flip(1).cumsum(1).flip(1);                           // sum_{j>=k} slope_j
+        var atBreakpoint = saturated + sorted * free;                               // F(breakpoint_(k))
+        var k = atBreakpoint.lt(c.unsqueeze(1)).sum(1, keepdim: true);              // s lies in [bp_(k-1), bp_(k)]
+        long dims = breakpoints.shape[1];
+        var kc = k.clamp_max(dims - 1);
+        var s = (c.unsqueeze(1) - saturated.gather(1, kc)) / free.gather(1, kc).clamp_min(1e-30f);
+        return where(k.lt(dims), s, full_like(s, double.PositiveInfinity)).MoveToOuterDisposeScope();
     }
 }
