@@ -42,7 +42,7 @@ internal static class DemoCommand
             var done = new List<System.Text.Json.Nodes.JsonObject>();
             foreach (var cell in cells)
             {
-                done.Add(ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Console.WriteLine, progress)));
+                done.Add(ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Experiment.Logger(root), progress)));
                 Experiment.Save(root, "port-demo", command, settings, cells, done);
             }
             var report = ExperimentReport.Write(root);

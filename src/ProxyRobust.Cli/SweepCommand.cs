@@ -61,7 +61,7 @@ internal static class SweepCommand
             var command = "proxyrobust " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1));
             foreach (var cell in mine)
             {
-                ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Console.WriteLine, progress));
+                ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Experiment.Logger(root), progress));
                 Experiment.Save(root, "sweep", command, settings, cells, cells.Select(c => Experiment.Record(root, c)).OfType<System.Text.Json.Nodes.JsonObject>());
             }
             var finished = cells.Select(c => Experiment.Record(root, c)).OfType<System.Text.Json.Nodes.JsonObject>().ToList();

@@ -37,7 +37,7 @@ public sealed record ExperimentSettings
 /// <summary>
 /// A folder that holds everything needed to reproduce an experiment: experiment.json (command, version, settings, every
 /// cell's parameters, training history and evaluation, including per-point outcomes), one run folder per cell
-/// (cells/NAME: checkpoints, result.json, evaluation.json), and the report (report.md and PNG plots) that
+/// (cells/NAME: checkpoints, result.json, evaluation.json), log.txt (what ran when), and the report (report.md and PNG plots) that
 /// <see cref="ExperimentReport"/> rebuilds from experiment.json. Every step is resumable: a finished cell is never redone.
 /// </summary>
 public static class Experiment
@@ -45,6 +45,14 @@ public static class Experiment
     public const string FileName = "experiment.json";
 
     public static string CellDir(string root, ExperimentCell cell) => Path.Combine(root, "cells", cell.Name);
+
+    /// <summary>Prints a progress message and appends it, time-stamped, to the experiment's log.txt.</summary>
+    public static Action<string> Logger(string root) => message =>
+    {
+        Console.WriteLine(message);
+        Directory.CreateDirectory(root);
+        File.AppendAllText(Path.Combine(root, "log.txt"), $"{DateTime.UtcNow:u} {message}\n");
+    };
 
     /// <summary>Trains (or resumes, or skips when finished) and evaluates one cell; returns its record for experiment.json.</summary>
     public static JsonObject RunCell(string root, ExperimentSettings s, ExperimentCell cell, Action<string>? log = null,
