@@ -147,6 +147,25 @@ public sealed class AutoAttackTests
     }
 
     [Fact]
+    public void Eval_autoattack_cli_writes_a_report_card_and_rejects_unknown_components()
+    {
+        using var tmp = new TempDir();
+        var (dir, _) = TestSupport.PgdTrainedFashionMnist();
+        var (code, _, err) = TestSupport.RunCli("eval", "--checkpoint", dir, "--attack", "autoattack", "--attacks", "apgd-ce", "--eps", "0.1",
+                                                "--n-examples", "30", "--report", tmp.File("card.md"), "--save-adv", tmp.File("adv.npy"));
+        Assert.True(code == 0, err);
+        var card = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tmp.File("card.json")))!;
+        int clean = (int)card["clean"]!["correct"]!, pgd = (int)card["pgd"]!["correct"]!, aa = (int)card["autoattack"]!["correct"]!;
+        Assert.Equal(30, (int)card["points"]!);
+        Assert.True(aa <= pgd && pgd <= clean, $"clean {clean}, PGD-20 {pgd}, APGD-CE {aa}");
+        Assert.Contains("APGD-CE", File.ReadAllText(tmp.File("card.md")));
+        Assert.True(File.Exists(tmp.File("adv.labels.npy")));
+        (code, _, err) = TestSupport.RunCli("eval", "--checkpoint", dir, "--attack", "autoattack", "--attacks", "apgd-ce,nope", "--eps", "0.1");
+        Assert.Equal(2, code);
+        Assert.Contains("'nope' is not part of AutoAttack", err);
+    }
+
+    [Fact]
     public void Apgd_step_size_schedule_has_the_papers_checkpoints()
     {
         // w_0 = 0, w_1 = 22, then gaps shrinking by 3 down to 6 (of 100 iterations): 22, 19, 16, 13, 10, 7, 6, 6, ...
