@@ -105,7 +105,7 @@ public static class Plots
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
-        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
+        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
         Save(plot, path);
     }
 
@@ -122,6 +122,7 @@ public static class Plots
             text.LabelFontSize = 11;
             text.OffsetX = 6;
         }
+        plot.Axes.Margins(left: 0.08, right: 0.22, bottom: 0.1, top: 0.1); // room for the labels right of the points
         plot.Title("Accuracy-robustness trade-off");
         plot.XLabel("clean accuracy (%)");
         plot.YLabel("PGD-20 robust accuracy (%)");
