@@ -35,14 +35,12 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
         using var generator = new Generator((ulong)Seeds.Derive(Seed, images.shape[0]), images.device);
         var x = images.detach();
         var adv = x.clone();
-        Tensor clean;
-        using (no_grad()) clean = model.call(x);
-        var robust = clean.argmax(1).eq(labels);
+        var (robust, order) = RobustPoints.Clean(model, x, labels);
+        long classes = order.shape[1];
         // APGD-T: one pass per target class (2nd most likely, 3rd, ...), each with its restarts; others: one pass.
-        int passes = Loss == ApgdLoss.TargetedDlr ? Math.Min(TargetClasses, (int)clean.shape[1] - 1) : 1;
-        if (Loss == ApgdLoss.TargetedDlr && clean.shape[1] < 4)
+        int passes = Loss == ApgdLoss.TargetedDlr ? Math.Min(TargetClasses, (int)classes - 1) : 1;
+        if (Loss == ApgdLoss.TargetedDlr && classes < 4)
             throw new ArgumentException("the targeted DLR loss needs at least 4 classes");
-        var order = clean.argsort(1, descending: true);
         for (int pass = 0; pass < passes; pass++)
             for (int r = 0; r < Math.Max(1, Restarts); r++)
             {
@@ -51,9 +49,7 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
                 if (todo.shape[0] == 0) return adv.MoveToOuterDisposeScope();
                 var target = Loss == ApgdLoss.TargetedDlr ? order.index_select(0, todo)[.., pass + 1] : null;
                 var (fooled, advCurr) = SingleRun(model, x.index_select(0, todo), labels.index_select(0, todo), target, generator);
-                var hit = todo.masked_select(fooled);
-                robust.index_fill_(0, hit, false);
-                adv.index_copy_(0, hit, advCurr.index_select(0, fooled.nonzero().view(-1)));
+                RobustPoints.MarkBroken(robust, adv, todo, fooled, advCurr);
             }
         return adv.MoveToOuterDisposeScope();
     }

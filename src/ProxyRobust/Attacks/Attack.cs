@@ -43,6 +43,33 @@ public sealed class AttackMode : IDisposable
     }
 }
 
+/// <summary>Bookkeeping shared by the attacks that run in passes over the points still robust (APGD, FAB, Square, AutoAttack).</summary>
+public static class RobustPoints
+{
+    /// <summary>Clean logits of a batch: which points are classified correctly, and every point's classes ranked by logit
+    /// (descending: column 1 is the 2nd most likely class, the first target of APGD-T and FAB-T).</summary>
+    public static (Tensor Robust, Tensor Ranked) Clean(Classifier model, Tensor x, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var logits = model.call(x);
+        return (logits.argmax(1).eq(labels).MoveToOuterDisposeScope(), logits.argsort(1, descending: true).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// After a pass over the points <paramref name="todo"/> (indices into the batch): those where <paramref name="broken"/>
+    /// holds are no longer robust, and their adversarial example is the pass's. Returns their batch indices.
+    /// </summary>
+    public static Tensor MarkBroken(Tensor robust, Tensor adversarial, Tensor todo, Tensor broken, Tensor passResult)
+    {
+        var hit = todo.masked_select(broken);
+        robust.index_fill_(0, hit, false);
+        using var brokenIdx = broken.nonzero().view(-1);
+        adversarial.index_copy_(0, hit, passResult.index_select(0, brokenIdx));
+        return hit;
+    }
+}
+
 public static class AttackLosses
 {
     /// <summary>

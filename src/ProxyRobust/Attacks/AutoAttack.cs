@@ -101,11 +101,8 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                     Training.RobustEvaluation.CheckInsideThreatModel(threat, advB, xb);
                     var predB = Predict(model, advB);
                     var broken = predB.ne(yb);
-                    var hit = idx.masked_select(broken);
-                    var brokenIdx = broken.nonzero().view(-1);
-                    robust.index_fill_(0, hit, false);
-                    adv.index_copy_(0, hit, advB.index_select(0, brokenIdx));
-                    predictions.index_copy_(0, hit, predB.index_select(0, brokenIdx));
+                    var hit = RobustPoints.MarkBroken(robust, adv, idx, broken, advB);
+                    predictions.index_copy_(0, hit, predB.index_select(0, broken.nonzero().view(-1)));
                     progress?.Report((key, Math.Min(start + batchSize, toAttack), toAttack));
                 }
                 stages.Add(new AutoAttackStage(key, attack.Name, (int)robust.sum().item<long>(), toAttack, clock.Elapsed.TotalSeconds));

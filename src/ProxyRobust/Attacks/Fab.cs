@@ -38,13 +38,10 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
         using var generator = new Generator((ulong)Seeds.Derive(Seed, images.shape[0]), images.device);
         var x = images.detach();
         var adv = x.clone();
-        Tensor clean;
-        using (no_grad()) clean = model.call(x);
-        var robust = clean.argmax(1).eq(labels);
+        var (robust, order) = RobustPoints.Clean(model, x, labels);
         var norms = where(robust, full(robust.shape, double.PositiveInfinity, dtype: x.dtype, device: x.device),
                           zeros(robust.shape, dtype: x.dtype, device: x.device));
-        var order = clean.argsort(1, descending: true);
-        int passes = Targeted ? Math.Min(TargetClasses, (int)clean.shape[1] - 1) : 1;
+        int passes = Targeted ? Math.Min(TargetClasses, (int)order.shape[1] - 1) : 1;
         for (int pass = 0; pass < passes; pass++)
             for (int r = 0; r < Math.Max(1, Restarts); r++)
             {
@@ -56,11 +53,8 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
                                                     randomStart: r > 0, generator);
                 // Success: a minimum-norm point was found and it is inside the budget (re-checked by the caller too).
                 var ok = normCurr.le(budget);
-                var hit = todo.masked_select(ok);
-                var okIdx = ok.nonzero().view(-1);
-                robust.index_fill_(0, hit, false);
-                adv.index_copy_(0, hit, advCurr.index_select(0, okIdx));
-                norms.index_copy_(0, hit, normCurr.index_select(0, okIdx));
+                var hit = RobustPoints.MarkBroken(robust, adv, todo, ok, advCurr);
+                norms.index_copy_(0, hit, normCurr.index_select(0, ok.nonzero().view(-1)));
             }
         return (adv.MoveToOuterDisposeScope(), norms.MoveToOuterDisposeScope());
     }

@@ -43,7 +43,7 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
         using var generator = new Generator((ulong)Seeds.Derive(Seed, images.shape[0]), images.device);
         var x = images.detach();
         var adv = x.clone();
-        var robust = model.call(x).argmax(1).eq(labels);
+        var (robust, _) = RobustPoints.Clean(model, x, labels);
         for (int r = 0; r < Math.Max(1, Restarts); r++)
         {
             using var passScope = NewDisposeScope();
@@ -51,9 +51,7 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
             if (todo.shape[0] == 0) break;
             var advCurr = SingleRun(model, x.index_select(0, todo), labels.index_select(0, todo), generator);
             var fooled = model.call(advCurr).argmax(1).ne(labels.index_select(0, todo));
-            var hit = todo.masked_select(fooled);
-            robust.index_fill_(0, hit, false);
-            adv.index_copy_(0, hit, advCurr.index_select(0, fooled.nonzero().view(-1)));
+            RobustPoints.MarkBroken(robust, adv, todo, fooled, advCurr);
         }
         return adv.MoveToOuterDisposeScope();
     }
