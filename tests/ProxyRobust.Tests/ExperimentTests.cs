@@ -92,15 +92,19 @@ public sealed class ExperimentTests
         // The demo's machinery at a tiny scale on real Fashion-MNIST: two cells, evaluation with AutoAttack, the report.
         using var tmp = new TempDir();
         var root = tmp.File("demo");
-        var settings = new ExperimentSettings { Epochs = 2, EvalPoints = 60, AutoAttackPoints = 20, ValSize = 40 };
-        ExperimentCell[] cells = [new("baseline-s0", 150, 0, 0.5, 0.1, 0), new("port-s0", 150, 600, 0.5, 0.1, 0)];
+        var settings = new ExperimentSettings { Epochs = 2, EvalPoints = 60, AutoAttackPoints = 20, ValSize = 40, CertifyPoints = 12, CertifySamples = 300 };
+        ExperimentCell[] cells =
+        [
+            new("baseline-s0", 150, 0, 0.5, 0.1, 0), new("port-s0", 150, 600, 0.5, 0.1, 0),
+            new("noise-baseline-s0", 150, 0, 0.5, 0.1, 0, Gaussian: true), new("noise-port-s0", 150, 600, 0.5, 0.1, 0, Gaussian: true),
+        ];
         var records = cells.Select(c => Experiment.RunCell(root, settings, c)).ToList();
         Experiment.Save(root, "port-demo", "test", settings, cells, records);
         var md = File.ReadAllText(ExperimentReport.Write(root));
         Assert.Contains("| baseline | 0 | 150 | 0 |", md);
         Assert.Contains("| PORT | 0 | 150 | 600 |", md);
         // The stated PGD-20 gain equals the difference of the two models' accuracies on the same points.
-        var evals = records.Select(r => r["evaluation"]!).ToArray();
+        var evals = records.Take(2).Select(r => r["evaluation"]!).ToArray();
         double expected = 100 * (evals[1]["pgd20"]!.GetValue<double>() - evals[0]["pgd20"]!.GetValue<double>());
         var line = md.Split('\n').Single(l => l.Contains("seed 0, PGD-20:"));
         Assert.Contains($"{(expected >= 0 ? "+" : "")}{expected.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)}** points", line);
@@ -113,6 +117,18 @@ public sealed class ExperimentTests
             Assert.Equal(20, aa.Length);
             Assert.True(aa.Count(h => h) <= pgd.Take(20).Count(h => h) + 1, "AutoAttack much weaker than PGD-20 on the same points");
         }
+        // Certificates: one radius per certified point (-1 when wrong or abstained), none above the cap for n = 300, and the
+        // reported certified accuracy at 0.5 is the share of radii >= 0.5.
+        double cap = 0.25 * Certification.SmoothingStatistics.NormalQuantile(Math.Pow(0.001, 1.0 / 300));
+        foreach (var r in records.Skip(2))
+        {
+            var radii = r["evaluation"]!["certify"]!["radii"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+            Assert.Equal(12, radii.Length);
+            Assert.All(radii, x => Assert.True(x == -1 || (x >= 0 && x <= cap + 1e-4), $"radius {x}"));
+        }
+        Assert.Contains("## Certified robustness", md);
+        Assert.Contains("seed 0, certified accuracy at r = 0.5:", md);
+        Assert.True(new FileInfo(Path.Combine(root, "certified.png")).Length > 10_000);
         Assert.True(new FileInfo(Path.Combine(root, "accuracy.png")).Length > 10_000);
         Assert.True(new FileInfo(Path.Combine(root, "validation.png")).Length > 10_000);
     }

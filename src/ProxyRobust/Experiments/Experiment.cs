@@ -8,13 +8,24 @@ using TorchSharp;
 
 namespace ProxyRobust.Experiments;
 
-/// <summary>One training run of an experiment, with the parameters it varies and how it is evaluated.</summary>
-public sealed record ExperimentCell(string Name, int RealImages, int SyntheticImages, double Gamma, double Epsilon, int Seed)
+/// <summary>
+/// One training run of an experiment, with the parameters it varies and how it is evaluated: PGD adversarial training
+/// (evaluated with clean, PGD-20 and optionally AutoAttack accuracy), or Gaussian-noise training with noise
+/// <paramref name="Sigma"/> (evaluated with clean accuracy and randomized-smoothing certificates).
+/// </summary>
+public sealed record ExperimentCell(string Name, int RealImages, int SyntheticImages, double Gamma, double Epsilon, int Seed,
+                                    bool Gaussian = false, double Sigma = 0.25)
 {
-    public JsonObject Parameters() => new()
+    public JsonObject Parameters()
     {
-        ["real"] = RealImages, ["synthetic"] = SyntheticImages, ["gamma"] = Gamma, ["eps"] = Epsilon, ["seed"] = Seed,
-    };
+        var node = new JsonObject
+        {
+            ["real"] = RealImages, ["synthetic"] = SyntheticImages, ["gamma"] = Gamma, ["eps"] = Epsilon, ["seed"] = Seed,
+            ["method"] = Gaussian ? "gaussian" : "pgd",
+        };
+        if (Gaussian) node["sigma"] = Sigma;
+        return node;
+    }
 }
 
 /// <summary>Settings shared by every cell of an experiment (PGD adversarial training of the small CNN on Fashion-MNIST by default).</summary>
@@ -31,6 +42,9 @@ public sealed record ExperimentSettings
     public int EvalPoints { get; init; } = 1000;
     /// <summary>Of those, how many also get AutoAttack (standard); 0 for none.</summary>
     public int AutoAttackPoints { get; init; }
+    /// <summary>Gaussian cells: how many of the test points are certified (CERTIFY, n0 = 100, alpha = 0.001), and with how many noise samples.</summary>
+    public int CertifyPoints { get; init; }
+    public int CertifySamples { get; init; } = 10_000;
     public int Threads { get; init; }
 }
 
@@ -66,7 +80,8 @@ public static class Experiment
             TrainRun.Execute(new TrainRunConfig
             {
                 Data = s.Data, Arch = s.Arch, TrainSize = cell.RealImages, ValSize = s.ValSize, EvalSize = s.EvalPoints, DataSeed = 0,
-                Method = TrainMethod.Pgd, Epsilon = cell.Epsilon, AttackSteps = s.AttackSteps,
+                Method = cell.Gaussian ? TrainMethod.Gaussian : TrainMethod.Pgd, Sigma = cell.Sigma,
+                Epsilon = cell.Gaussian ? null : cell.Epsilon, AttackSteps = s.AttackSteps,
                 Synthetic = cell.SyntheticImages > 0 ? $"holdout:{cell.SyntheticImages}" : null, Gamma = cell.Gamma,
                 OutputDir = dir, Resume = true,
                 Options = new TrainOptions
@@ -119,6 +134,7 @@ public static class Experiment
         using var model = Checkpoint.LoadClassifier(Path.Combine(dir, "final.json"));
         using var test = DatasetLoader.Load(s.Data, Split.Test);
         using var points = s.EvalPoints < test.Count ? test.Split(s.EvalPoints, 20221).Taken : test;
+        if (cell.Gaussian) return EvaluateSmoothed(model, points, s, cell, cancel);
         var threat = new ThreatModel(Norm.Linf, cell.Epsilon);
         var pgd = RobustEvaluation.Evaluate(model, points, new Pgd(threat, 20, Pgd.DefaultStepSize(cell.Epsilon, 20)), 250, torch.CPU,
                                             seed: 0, cancel: cancel);
@@ -139,6 +155,31 @@ public static class Experiment
                 {
                     ["attack"] = st.Attack, ["robustAfter"] = st.RobustAfter, ["seconds"] = st.Seconds,
                 }).ToArray()),
+            };
+        }
+        return node;
+    }
+
+    /// <summary>Gaussian cells: clean accuracy of the base classifier, and CERTIFY on the first CertifyPoints test points.</summary>
+    private static JsonObject EvaluateSmoothed(Models.Classifier model, ImageDataset points, ExperimentSettings s, ExperimentCell cell,
+                                               CancellationToken cancel)
+    {
+        var clean = RobustEvaluation.Evaluate(model, points, null, 250, torch.CPU, cancel: cancel);
+        var node = new JsonObject { ["points"] = points.Count, ["clean"] = clean.Clean.Accuracy, ["cleanHits"] = Bits(clean.CleanHits) };
+        if (s.CertifyPoints > 0)
+        {
+            using var subset = points.Select(Enumerable.Range(0, Math.Min(s.CertifyPoints, points.Count)).ToArray());
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var examples = Certification.CertificationRun.Certify(model, subset, cell.Sigma, 100, s.CertifySamples, 0.001, 100, torch.CPU,
+                                                                  seed: 0, cancel).ToList();
+            var summary = Certification.CertificationRun.Summarise(examples, cell.Sigma, 100, s.CertifySamples, 0.001);
+            node["certify"] = new JsonObject
+            {
+                ["points"] = examples.Count, ["sigma"] = cell.Sigma, ["n0"] = 100, ["n"] = s.CertifySamples, ["alpha"] = 0.001,
+                ["averageCertifiedRadius"] = summary.AverageCertifiedRadius, ["abstentionRate"] = summary.AbstentionRate,
+                ["seconds"] = clock.Elapsed.TotalSeconds,
+                // per point: certified radius when correct, -1 when wrong or abstained (enough to rebuild any curve)
+                ["radii"] = new JsonArray(examples.Select(e => (JsonNode)(e.Correct ? Math.Round(e.Radius, 5) : -1.0)).ToArray()),
             };
         }
         return node;
