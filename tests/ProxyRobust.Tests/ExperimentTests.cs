@@ -21,10 +21,10 @@ public sealed class ExperimentTests
     }
 
     private static string[] SweepArgs(string dir) =>
-        ["sweep", "--real", "100,200", "--synthetic", "0,300", "--epochs", "2", "--eval-size", "60", "--val-size", "40", "--out", dir, "--threads", "1"];
+        ["sweep", "--real", "100,150,200", "--synthetic", "0,200,400", "--epochs", "1", "--eval-size", "50", "--val-size", "30", "--out", dir, "--threads", "1"];
 
     [Fact]
-    public void Sweep_is_killed_and_resumed_without_redoing_finished_cells_and_its_report_can_be_rebuilt()
+    public void Sweep_of_3x3_cells_is_killed_and_resumed_without_redoing_finished_cells_and_its_report_can_be_rebuilt()
     {
         using var tmp = new TempDir();
         var dir = tmp.File("sweep");
@@ -51,21 +51,21 @@ public sealed class ExperimentTests
         Assert.True(code == 0, err);
         Assert.Contains("r100-p0-g0.5-e0.1-s0: trained (skipped)", stdout);
         Assert.Equal(stamp, (File.GetLastWriteTimeUtc(firstResult), File.GetLastWriteTimeUtc(first)));
-        Assert.Contains("4 of 4 cells done", stdout);
+        Assert.Contains("9 of 9 cells done", stdout);
 
         var exp = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "experiment.json")))!;
         var cells = exp["cells"]!.AsArray();
-        Assert.Equal(4, cells.Count);
+        Assert.Equal(9, cells.Count);
         foreach (var cell in cells)
         {
             var e = cell!["evaluation"]!;
             var clean = Experiment.ParseBits((string?)e["cleanHits"]);
             var robust = Experiment.ParseBits((string?)e["pgd20Hits"]);
-            Assert.Equal(60, clean.Length);
-            Assert.Equal(60, robust.Length);
+            Assert.Equal(50, clean.Length);
+            Assert.Equal(50, robust.Length);
             // A point that survives the attack is classified correctly when clean (the attack starts from it).
-            Assert.All(Enumerable.Range(0, 60), i => Assert.True(!robust[i] || clean[i], $"point {i} robust but not clean"));
-            Assert.Equal(clean.Count(c => c) / 60.0, e["clean"]!.GetValue<double>(), 10);
+            Assert.All(Enumerable.Range(0, 50), i => Assert.True(!robust[i] || clean[i], $"point {i} robust but not clean"));
+            Assert.Equal(clean.Count(c => c) / 50.0, e["clean"]!.GetValue<double>(), 10);
         }
         // The report and its plots can be rebuilt from experiment.json alone.
         foreach (var f in new[] { "report.md", "robust-vs-proxy.png", "clean-vs-proxy.png", "tradeoff.png" })
@@ -76,7 +76,7 @@ public sealed class ExperimentTests
         (code, _, err) = TestSupport.RunCli("report", dir);
         Assert.True(code == 0, err);
         var md = File.ReadAllText(Path.Combine(dir, "report.md"));
-        Assert.Contains("| 200 | 300 |", md);
+        Assert.Contains("| 200 | 400 |", md);
         Assert.True(new FileInfo(Path.Combine(dir, "robust-vs-proxy.png")).Length > 10_000);
         // A corrupt experiment.json: one error naming the file, exit 1, the previous report untouched.
         File.WriteAllText(Path.Combine(dir, "experiment.json"), "{\"kind\": \"sweep\", \"cells\": [");
