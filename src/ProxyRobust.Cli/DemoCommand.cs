@@ -42,11 +42,10 @@ internal static class DemoCommand
                 new ExperimentCell($"noise-port-s{s}", 500, 20000, 0.5, 0.1, s, Gaussian: true, Sigma: 0.25),
             }).ToList();
             var command = "proxyrobust demo" + (isFull ? " --full" : "") + (p.GetValue(output) is { } o ? $" --out {o}" : "");
-            var done = new List<System.Text.Json.Nodes.JsonObject>();
             foreach (var cell in cells)
             {
-                done.Add(ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Experiment.Logger(root), progress)));
-                Experiment.Save(root, "port-demo", command, settings, cells, done);
+                ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Experiment.Logger(root), progress));
+                Experiment.SaveFinished(root, "port-demo", command, settings, cells);
             }
             var report = ExperimentReport.Write(root);
             Console.WriteLine();

@@ -89,13 +89,7 @@ internal static class EvalCommand
             rows.Add(("time", $"{result.Seconds:F1} s"));
             Shared.Table("evaluation", rows);
 
-            if (p.GetValue(saveAdv) is { } advPath && result.Adversarial is { } adv)
-            {
-                var bytes = new byte[adv.Length * 4];
-                Buffer.BlockCopy(adv, 0, bytes, 0, bytes.Length);
-                Npy.Write(advPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
-                Npy.WriteLabels(Path.ChangeExtension(advPath, null) + ".labels.npy", dataset.Labels);
-            }
+            if (p.GetValue(saveAdv) is { } advPath && result.Adversarial is { } adv) Shared.WriteImages(advPath, adv, dataset);
             if (p.GetValue(json) is { } path)
             {
                 JsonObject Acc(AccuracyResult a) => new()
@@ -147,23 +141,17 @@ internal static class EvalCommand
             ("model", model.Spec.ToString()),
             ("data", $"{dataset.Source} ({dataset.Count} images)"),
             ("threat model", threat.ToString()),
-            ("clean accuracy", TrainCommand.Percent(result.CleanAccuracy, Stats.Wilson(result.CleanCorrect, result.Total, 1.959963984540054))),
+            ("clean accuracy", TrainCommand.Percent(result.CleanAccuracy, Stats.Wilson95(result.CleanCorrect, result.Total))),
         };
         if (pgd?.Robust is { } pr) rows.Add(($"robust accuracy ({pgd.AttackName})", TrainCommand.Percent(pr.Accuracy, pr.Wilson95)));
         foreach (var s in result.Stages)
             rows.Add(($"after {s.Attack}", $"{(double)s.RobustAfter / result.Total:P2}  ({s.Attacked} attacked, {s.Seconds:F1} s)"));
         rows.Add(($"robust accuracy (AutoAttack {p.GetValue(version)})",
-                  TrainCommand.Percent(result.RobustAccuracy, Stats.Wilson(result.RobustCorrect, result.Total, 1.959963984540054))));
+                  TrainCommand.Percent(result.RobustAccuracy, Stats.Wilson95(result.RobustCorrect, result.Total))));
         Shared.Table("AutoAttack", rows);
         foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
 
-        if (p.GetValue(saveAdv) is { } advPath)
-        {
-            var bytes = new byte[result.Adversarial.Length * 4];
-            Buffer.BlockCopy(result.Adversarial, 0, bytes, 0, bytes.Length);
-            Npy.Write(advPath, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
-            Npy.WriteLabels(Path.ChangeExtension(advPath, null) + ".labels.npy", dataset.Labels);
-        }
+        if (p.GetValue(saveAdv) is { } advPath) Shared.WriteImages(advPath, result.Adversarial, dataset);
         if (p.GetValue(savePoints) is { } pointsPath) Shared.SavePoints(dataset, pointsPath);
         if (p.GetValue(saveLogits) is { } logitsPath)
         {
@@ -172,10 +160,7 @@ internal static class EvalCommand
             var adv = torch.tensor(result.Adversarial).view(dataset.Count, dataset.Height, dataset.Width, dataset.Channels).permute(0, 3, 1, 2).to(dev);
             var logits = new List<torch.Tensor>();
             for (long s = 0; s < dataset.Count; s += batchSize) logits.Add(model.call(adv.narrow(0, s, Math.Min(batchSize, dataset.Count - s))).cpu());
-            var values = torch.cat(logits).contiguous().data<float>().ToArray();
-            var bytes = new byte[values.Length * 4];
-            Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
-            Npy.Write(logitsPath, "<f4", [dataset.Count, model.Spec.NumClasses], bytes);
+            Npy.WriteFloats(logitsPath, [dataset.Count, model.Spec.NumClasses], torch.cat(logits).contiguous().data<float>().ToArray());
         }
         var card = new RobustnessCard(model.Spec.ToString(), p.GetValue(checkpoint)!, $"{dataset.Source} ({p.GetValue(split)})", threat,
                                       p.GetValue(version)!, p.GetValue(seed), result, pgd);

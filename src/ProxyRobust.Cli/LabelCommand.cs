@@ -45,9 +45,7 @@ internal static class LabelCommand
                 NpyDataset.Write(images, stem + ".npy", labelsPath: null);
             }
             Npy.WriteLabels(stem + ".labels.npy", labels.Predicted);
-            var conf = new byte[labels.Confidence.Length * 4];
-            Buffer.BlockCopy(labels.Confidence, 0, conf, 0, conf.Length);
-            Npy.Write(stem + ".confidence.npy", "<f4", [labels.Confidence.Length], conf);
+            Npy.WriteFloats(stem + ".confidence.npy", [labels.Confidence.Length], labels.Confidence);
 
             var counts = new int[model.Spec.NumClasses];
             foreach (var l in labels.Predicted) counts[l]++;

@@ -76,11 +76,14 @@ internal static class Shared
     public static void SavePoints(ImageDataset dataset, string path)
     {
         using var scope = NewDisposeScope();
-        var (clean, _) = new BatchSampler(dataset, dataset.Count, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(CPU);
-        var values = clean.permute(0, 2, 3, 1).contiguous().data<float>().ToArray();
-        var bytes = new byte[values.Length * 4];
-        Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
-        Npy.Write(path, "<f4", [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], bytes);
+        var (clean, _) = BatchSampler.All(dataset, CPU);
+        WriteImages(path, clean.permute(0, 2, 3, 1).contiguous().data<float>().ToArray(), dataset);
+    }
+
+    /// <summary>Images of <paramref name="dataset"/>'s points (float32 NHWC, e.g. adversarial examples) as PATH, their labels as PATH.labels.npy.</summary>
+    public static void WriteImages(string path, float[] nhwc, ImageDataset dataset)
+    {
+        Npy.WriteFloats(path, [dataset.Count, dataset.Height, dataset.Width, dataset.Channels], nhwc);
         Npy.WriteLabels(Path.ChangeExtension(path, null) + ".labels.npy", dataset.Labels);
     }
 

@@ -62,10 +62,9 @@ internal static class SweepCommand
             foreach (var cell in mine)
             {
                 ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Experiment.Logger(root), progress));
-                Experiment.Save(root, "sweep", command, settings, cells, cells.Select(c => Experiment.Record(root, c)).OfType<System.Text.Json.Nodes.JsonObject>());
+                Experiment.SaveFinished(root, "sweep", command, settings, cells);
             }
-            var finished = cells.Select(c => Experiment.Record(root, c)).OfType<System.Text.Json.Nodes.JsonObject>().ToList();
-            Experiment.Save(root, "sweep", command, settings, cells, finished);
+            var finished = Experiment.SaveFinished(root, "sweep", command, settings, cells); // also other workers' cells
             var report = ExperimentReport.Write(root);
             Console.WriteLine($"{finished.Count} of {cells.Count} cells done; report: {report}");
             return ExitCodes.Ok;

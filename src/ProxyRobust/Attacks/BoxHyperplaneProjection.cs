@@ -26,10 +26,7 @@ public static class BoxHyperplaneProjection
     public static Tensor Linf(Tensor t, Tensor w, Tensor b)
     {
         using var scope = NewDisposeScope();
-        var c = (w * t).sum(1) - b;
-        var flip = where(c.lt(0), -1.0f, 1.0f).to(w.dtype).unsqueeze(1);
-        w = w * flip;
-        c = c.abs();
+        (w, var c) = Oriented(t, w, b);
         var room = where(w.gt(0), t, 1 - t);
         var rho = SolveIncreasingPiecewiseLinear(room, w.abs(), c);
         var d = -w.sign() * minimum(rho, room);
@@ -44,10 +41,7 @@ public static class BoxHyperplaneProjection
     public static Tensor L2(Tensor t, Tensor w, Tensor b)
     {
         using var scope = NewDisposeScope();
-        var c = (w * t).sum(1) - b;
-        var flip = where(c.lt(0), -1.0f, 1.0f).to(w.dtype).unsqueeze(1);
-        w = w * flip;
-        c = c.abs();
+        (w, var c) = Oriented(t, w, b);
         var w2 = w * w;
         var room = where(w.gt(0), t, 1 - t);
         var active = w.abs().gt(1e-12f);
@@ -55,6 +49,14 @@ public static class BoxHyperplaneProjection
         var lambda = SolveIncreasingPiecewiseLinear(r, w2, c);
         var d = -w.sign() * minimum(lambda * w.abs(), room);
         return where(active, d, zeros_like(d)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>(w, c) with the signs of w and b flipped where needed so that c = w.t - b &gt;= 0: the point must lower w.x by c.</summary>
+    private static (Tensor W, Tensor C) Oriented(Tensor t, Tensor w, Tensor b)
+    {
+        var c = (w * t).sum(1) - b;
+        using var flip = where(c.lt(0), -1.0f, 1.0f).to(w.dtype).unsqueeze(1);
+        return (w * flip, c.abs());
     }
 
     /// <summary>

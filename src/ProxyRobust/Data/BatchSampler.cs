@@ -55,6 +55,10 @@ public sealed class BatchSampler(ImageDataset data, int batchSize, bool shuffle,
     private static readonly float[] ByteToUnit = Enumerable.Range(0, 256).Select(i => i / 255f).ToArray();
 
     public ImageDataset Data => data;
+
+    /// <summary>Every image of <paramref name="data"/>, in order and unaugmented, as one batch of tensors on <paramref name="device"/>.</summary>
+    public static (Tensor Images, Tensor Labels) All(ImageDataset data, Device device) =>
+        new BatchSampler(data, data.Count, shuffle: false, AugmentOptions.None, seed: 0).Epoch(0).First().ToTensors(device);
     public int BatchSize => batchSize;
     public int BatchesPerEpoch => dropLast ? data.Count / batchSize : (data.Count + batchSize - 1) / batchSize;
 

@@ -127,6 +127,10 @@ public static partial class Npy
         s.Write(data);
     }
 
+    /// <summary>Writes float32 values ("&lt;f4") of the given shape atomically.</summary>
+    public static void WriteFloats(string path, long[] shape, ReadOnlySpan<float> values) =>
+        Write(path, "<f4", shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
+
     public static void WriteLabels(string path, ReadOnlySpan<int> labels)
     {
         var bytes = new byte[labels.Length * 8];

@@ -190,6 +190,18 @@ public static class Experiment
 
     public static bool[] ParseBits(string? bits) => bits is null ? [] : bits.Select(c => c == '1').ToArray();
 
+    /// <summary>
+    /// Gathers every planned cell that has finished (in this or another process sharing the folder) into experiment.json;
+    /// returns their records.
+    /// </summary>
+    public static List<JsonObject> SaveFinished(string root, string kind, string command, ExperimentSettings settings,
+                                                IReadOnlyList<ExperimentCell> planned)
+    {
+        var finished = planned.Select(c => Record(root, c)).OfType<JsonObject>().ToList();
+        Save(root, kind, command, settings, planned, finished);
+        return finished;
+    }
+
     /// <summary>Writes experiment.json atomically: the command that ran, the version, settings and the cells gathered so far.</summary>
     public static void Save(string root, string kind, string command, ExperimentSettings settings, IEnumerable<ExperimentCell> planned,
                             IEnumerable<JsonObject> cells)

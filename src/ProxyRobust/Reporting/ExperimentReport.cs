@@ -41,6 +41,17 @@ public static class ExperimentReport
     private static string F(double v, int digits = 1) => double.IsNaN(v) ? "-" : v.ToString("F" + digits, Inv);
     private static int Par(JsonObject cell, string key) => cell["parameters"]![key]!.GetValue<int>();
 
+    /// <summary>"PORT" for a cell trained with proxy images, "baseline" for one trained on the real images alone.</summary>
+    private static string Model(JsonObject cell) => Par(cell, "synthetic") > 0 ? "PORT" : "baseline";
+
+    /// <summary>Per seed, the baseline cell and the PORT cell (seeds missing either are left out).</summary>
+    private static IEnumerable<(int Seed, JsonObject Baseline, JsonObject Port)> Pairs(List<JsonObject> cells) =>
+        from seed in cells.Select(c => Par(c, "seed")).Distinct().Order()
+        let b = cells.FirstOrDefault(c => Par(c, "seed") == seed && Model(c) == "baseline")
+        let p = cells.FirstOrDefault(c => Par(c, "seed") == seed && Model(c) == "PORT")
+        where b is not null && p is not null
+        select (seed, b!, p!);
+
     /// <summary>Mean difference b - a of paired 0/1 outcomes, with a normal-approximation 95% interval (in points of %).</summary>
     public static (double Gain, double Low, double High) PairedGain(bool[] a, bool[] b)
     {
@@ -48,7 +59,7 @@ public static class ExperimentReport
         var d = a.Zip(b, (x, y) => (y ? 1.0 : 0.0) - (x ? 1.0 : 0.0)).ToArray();
         double mean = d.Average();
         double sd = Math.Sqrt(d.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, d.Length - 1));
-        double half = 1.959963984540054 * sd / Math.Sqrt(d.Length);
+        double half = Training.Stats.Z95 * sd / Math.Sqrt(d.Length);
         return (100 * mean, 100 * (mean - half), 100 * (mean + half));
     }
 
@@ -83,7 +94,7 @@ public static class ExperimentReport
             var e = c["evaluation"]!;
             var history = c["history"]?.AsArray();
             var best = history?.MaxBy(h => h!["ValRobust"]?.GetValue<double>() ?? 0);
-            sb.AppendLine($"| {(Par(c, "synthetic") > 0 ? "PORT" : "baseline")} | {Par(c, "seed")} | {Par(c, "real")} | {Par(c, "synthetic")} | " +
+            sb.AppendLine($"| {Model(c)} | {Par(c, "seed")} | {Par(c, "real")} | {Par(c, "synthetic")} | " +
                           $"{F(P(e["clean"]))} | {F(P(e["pgd20"]))} | {(e["autoattack"] is { } aa ? $"{F(P(aa["robust"]))} (n={(int)aa["points"]!})" : "-")} | " +
                           $"{(best is null ? "-" : $"{F(P(best["ValRobust"]))} ({(int)best["Epoch"]!})")} | {F(c["seconds"]?.GetValue<double>() ?? double.NaN, 0)} s |");
         }
@@ -91,11 +102,8 @@ public static class ExperimentReport
         sb.AppendLine("Gain of PORT over the baseline, in points, with a 95% interval over the test points (paired: both models on the same points):");
         sb.AppendLine();
         var gains = new List<(string Metric, double Gain)>();
-        foreach (var seed in seeds)
+        foreach (var (seed, baseline, port) in Pairs(cells))
         {
-            var baseline = cells.FirstOrDefault(c => Par(c, "seed") == seed && Par(c, "synthetic") == 0);
-            var port = cells.FirstOrDefault(c => Par(c, "seed") == seed && Par(c, "synthetic") > 0);
-            if (baseline is null || port is null) continue;
             foreach (var (metric, key, sub) in new[] { ("PGD-20", "pgd20Hits", (string?)null), ("clean", "cleanHits", null), ("AutoAttack", "hits", "autoattack") })
             {
                 JsonNode? Src(JsonObject c) => sub is null ? c["evaluation"] : c["evaluation"]![sub];
@@ -114,7 +122,7 @@ public static class ExperimentReport
         sb.AppendLine();
 
         // Plots: validation robust accuracy per epoch, and clean / PGD-20 / AutoAttack side by side.
-        var curves = cells.Select(c => ($"{(Par(c, "synthetic") > 0 ? "PORT" : "baseline")} (seed {Par(c, "seed")})",
+        var curves = cells.Select(c => ($"{Model(c)} (seed {Par(c, "seed")})",
             (IReadOnlyList<(double, double)>)(c["history"]?.AsArray().Select(h => ((double)h!["Epoch"]!.GetValue<int>(), P(h["ValRobust"]))).ToList() ?? []))).ToList();
         Plots.Lines(curves, Path.Combine(root, "validation.png"), "Validation robust accuracy (PGD-10) during training", "epoch", "robust accuracy (%)");
         var groups = new List<(string Group, IReadOnlyList<(string Series, double Value)> Bars)>();
@@ -126,7 +134,7 @@ public static class ExperimentReport
             var bars = new List<(string, double)>();
             foreach (var kind in new[] { "baseline", "PORT" })
             {
-                var vals = cells.Where(c => (Par(c, "synthetic") > 0) == (kind == "PORT")).Select(c => get(c["evaluation"]!)).Where(v => !double.IsNaN(v)).ToList();
+                var vals = cells.Where(c => Model(c) == kind).Select(c => get(c["evaluation"]!)).Where(v => !double.IsNaN(v)).ToList();
                 bars.Add((kind, vals.Count == 0 ? double.NaN : vals.Average()));
             }
             groups.Add((metric, bars));
@@ -158,22 +166,19 @@ public static class ExperimentReport
         foreach (var c in cells.OrderBy(c => Par(c, "seed")).ThenBy(c => Par(c, "synthetic")))
         {
             var radii = Radii(c);
-            sb.AppendLine($"| {(Par(c, "synthetic") > 0 ? "PORT" : "baseline")} | {Par(c, "seed")} | {Par(c, "real")} | {Par(c, "synthetic")} | " +
+            sb.AppendLine($"| {Model(c)} | {Par(c, "seed")} | {Par(c, "real")} | {Par(c, "synthetic")} | " +
                           $"{F(P(c["evaluation"]!["clean"]))} | {F(At(radii, 0))} | {F(At(radii, 0.25))} | {F(At(radii, 0.5))} | " +
                           $"{F(c["evaluation"]?["certify"]?["averageCertifiedRadius"]?.GetValue<double>() ?? double.NaN, 3)} |");
         }
         sb.AppendLine();
-        foreach (var seed in cells.Select(c => Par(c, "seed")).Distinct().Order())
+        foreach (var (seed, b, p) in Pairs(cells))
         {
-            var b = cells.FirstOrDefault(c => Par(c, "seed") == seed && Par(c, "synthetic") == 0);
-            var p = cells.FirstOrDefault(c => Par(c, "seed") == seed && Par(c, "synthetic") > 0);
-            if (b is null || p is null) continue;
             var (g, lo, hi) = PairedGain(Radii(b).Select(r => r >= 0.5).ToArray(), Radii(p).Select(r => r >= 0.5).ToArray());
             sb.AppendLine($"- seed {seed}, certified accuracy at r = 0.5: **{(g >= 0 ? "+" : "")}{F(g)}** points (paired 95% CI {F(lo)} to {F(hi)}, n = {Radii(b).Length})");
         }
         sb.AppendLine();
         var grid = Enumerable.Range(0, 21).Select(k => k * 0.05).ToList();
-        Plots.CertifiedAccuracy(cells.Select(c => ($"{(Par(c, "synthetic") > 0 ? "PORT" : "baseline")} (seed {Par(c, "seed")})",
+        Plots.CertifiedAccuracy(cells.Select(c => ($"{Model(c)} (seed {Par(c, "seed")})",
                                                    (IReadOnlyList<(double, double)>)grid.Select(r => (r, At(Radii(c), r) / 100)).ToList())),
                                 Path.Combine(root, "certified.png"));
         sb.AppendLine("![Certified accuracy](certified.png)").AppendLine();

@@ -20,8 +20,7 @@ public static class Plots
         plot.YLabel("certified accuracy (%)");
         plot.Axes.SetLimitsY(0, 100);
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        var bytes = plot.GetImageBytes(800, 500, ScottPlot.ImageFormat.Png);
-        AtomicFile.WriteAllBytes(path, bytes);
+        Save(plot, path);
     }
 
     private static void Save(ScottPlot.Plot plot, string path, int width = 800, int height = 500) =>

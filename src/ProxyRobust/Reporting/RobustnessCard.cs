@@ -17,7 +17,7 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
 
     private static string Interval(int correct, int total)
     {
-        var (lo, hi) = Stats.Wilson(correct, total, 1.959963984540054);
+        var (lo, hi) = Stats.Wilson95(correct, total);
         return $"{Pct((double)correct / total)} ({Pct(lo)}-{Pct(hi)})";
     }
 
@@ -63,7 +63,7 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
     public JsonObject ToJson()
     {
         var aa = AutoAttack;
-        JsonArray Ci(int c) { var (lo, hi) = Stats.Wilson(c, aa.Total, 1.959963984540054); return new JsonArray(lo, hi); }
+        JsonArray Ci(int c) { var (lo, hi) = Stats.Wilson95(c, aa.Total); return new JsonArray(lo, hi); }
         return new JsonObject
         {
             ["model"] = Model, ["checkpoint"] = Checkpoint, ["data"] = Data, ["points"] = aa.Total,

@@ -10,11 +10,16 @@ public sealed record AccuracyResult(int Correct, int Total, int[] CorrectPerClas
     public double Accuracy => Total == 0 ? 0 : (double)Correct / Total;
 
     /// <summary>Wilson score interval at 95%: the honest error bar of an accuracy measured on Total points.</summary>
-    public (double Low, double High) Wilson95 => Stats.Wilson(Correct, Total, 1.959963984540054);
+    public (double Low, double High) Wilson95 => Stats.Wilson95(Correct, Total);
 }
 
 public static class Stats
 {
+    /// <summary>The two-sided 95% normal quantile.</summary>
+    public const double Z95 = 1.959963984540054;
+
+    public static (double Low, double High) Wilson95(int successes, int n) => Wilson(successes, n, Z95);
+
     public static (double Low, double High) Wilson(int successes, int n, double z)
     {
         if (n == 0) return (0, 1);

@@ -81,7 +81,6 @@ public static class RobustEvaluation
 
     private sealed class Counter(int classes)
     {
-        private int _correct, _total;
         private readonly int[] _correctPer = new int[classes], _totalPer = new int[classes];
         public List<bool> Hits { get; } = [];
 
@@ -91,12 +90,12 @@ public static class RobustEvaluation
             for (int i = 0; i < count; i++)
             {
                 int l = (int)labels[i];
-                _totalPer[l]++; _total++;
+                _totalPer[l]++;
+                if (h[i]) _correctPer[l]++;
                 Hits.Add(h[i]);
-                if (h[i]) { _correctPer[l]++; _correct++; }
             }
         }
 
-        public AccuracyResult Result() => new(_correct, _total, _correctPer, _totalPer);
+        public AccuracyResult Result() => new(_correctPer.Sum(), Hits.Count, _correctPer, _totalPer);
     }
 }
