@@ -71,6 +71,8 @@ public sealed class NativeTests
         using var a = tensor(new float[] { 1, 2, 3, 4 }, [2, 2]);
         using var b = a.matmul(a);
         Assert.Equal(new float[] { 7, 10, 15, 22 }, b.data<float>().ToArray());
+        // glibc accepted the allocator settings that keep freed tensor memory (NativeHeap)
+        if (OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable(NativeHeap.OptOutVariable) is null) Assert.True(NativeHeap.Applied);
     }
 }
 

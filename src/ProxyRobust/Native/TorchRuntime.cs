@@ -27,6 +27,7 @@ public static class TorchRuntime
             // Read-only install: fall through, and let the load below explain what is wrong.
         }
 
+        NativeHeap.KeepFreedMemory();
         try
         {
             torch.InitializeDeviceType(DeviceType.CPU);
