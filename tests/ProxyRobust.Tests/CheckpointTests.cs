@@ -19,6 +19,7 @@ public sealed class CheckpointTests
         using var tmp = new TempDir();
         torch.manual_seed(5);
         using var model = ArchSpec.For("wrn-10-1", 1, 12, 12, 4, [0.3f], [0.2f]).Create();
+        Assert.True(model.ChannelsLast);
         Checkpoint.Save(tmp.File("ck"), model, null, null, new JsonObject());
         using var loaded = Checkpoint.LoadClassifier(tmp.File("ck.json"));
         Assert.Equal(model.Spec, loaded.Spec);
@@ -27,6 +28,8 @@ public sealed class CheckpointTests
         // the weights file is plain safetensors that PyBridge (as PyTorch would) loads by name
         var raw = Safetensors.LoadStateDict(tmp.File("ck.safetensors"));
         Assert.Equal(a.Keys.OrderBy(k => k), raw.Keys.OrderBy(k => k));
+        // channels-last weights are written in the standard NCHW order, as any other reader expects
+        foreach (var (name, t) in raw) Assert.True(t.eq(a[name]).all().item<bool>(), name);
     }
 
     [Fact]

@@ -48,7 +48,8 @@ public sealed partial record ArchSpec(string Name, int InChannels, int Height, i
             "preact-resnet18" => new PreActResNet18(InChannels, NumClasses),
             _ => new WideResNet(Wrn()!.Value.Depth, Wrn()!.Value.Widen, InChannels, NumClasses),
         };
-        return new Classifier(this, body);
+        // The small CNN is faster with NCHW convolutions (its first has one input channel); it pools channels-last itself.
+        return new Classifier(this, body, channelsLast: Name != "small-cnn");
     }
 
     public bool Equals(ArchSpec? other) =>

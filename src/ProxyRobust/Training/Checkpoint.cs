@@ -30,10 +30,12 @@ public static class Checkpoint
 
     public static void Save(string pathWithoutExtension, Classifier model, nn.Module? ema, Sgd? optimizer, JsonObject run)
     {
+        using var scope = NewDisposeScope();
+        // Contiguous copies: channels-last weights (Classifier.ChannelsLast) are stored in the standard NCHW order.
         var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, t) in model.state_dict()) tensors[name] = t;
-        if (ema is not null) foreach (var (name, t) in ema.state_dict()) tensors[EmaPrefix + name] = t;
-        if (optimizer is not null) foreach (var (name, t) in optimizer.Buffers()) tensors[MomentumPrefix + name] = t;
+        foreach (var (name, t) in model.state_dict()) tensors[name] = t.contiguous();
+        if (ema is not null) foreach (var (name, t) in ema.state_dict()) tensors[EmaPrefix + name] = t.contiguous();
+        if (optimizer is not null) foreach (var (name, t) in optimizer.Buffers()) tensors[MomentumPrefix + name] = t.contiguous();
 
         var weights = WeightsPath(pathWithoutExtension);
         byte[] bytes;
