@@ -4,7 +4,9 @@
 Prints one JSON object. Workloads: matmul 2048 fp32; PGD-10 adversarial-training steps (l-inf, eps/4 steps, attack in
 eval mode without weight gradients, then SGD on the adversarial batch) for the small CNN on 1x28x28 and PreAct
 ResNet-18 on 3x32x32, on random data (throughput does not depend on the pixel values).
-usage: /usr/bin/python3 bench/pytorch_reference.py --threads 2 [--steps 6]
+usage: /usr/bin/python3 bench/pytorch_reference.py --threads 2 [--steps 6] [--channels-last]
+The benchmark runs it twice: as Debian ships it, and "tuned" with the two generic settings ProxyRobust applies itself
+(channels-last ResNet, and glibc malloc kept from returning tensor memory to the kernel, via GLIBC_TUNABLES).
 """
 import argparse, json, os, sys, time
 import torch
@@ -34,9 +36,13 @@ def pgd(model, x, y, eps, step, steps):
     return adv.detach()
 
 
-def at_step_rate(model, shape, batch, steps, eps=8 / 255):
+def at_step_rate(model, shape, batch, steps, eps=8 / 255, channels_last=False):
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(batch, *shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     def one():
         adv = pgd(model, x, y, eps, eps / 4, 10)
@@ -70,6 +76,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--only", default="")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="PreAct ResNet-18 model and batches in torch.channels_last (as ProxyRobust keeps them)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -80,7 +88,8 @@ def main():
             continue
         for batch in (32, 128):
             steps = args.steps if name == "preact-resnet18" else args.steps * 10
-            out[f"pgd10at/{name}/{batch}"] = at_step_rate(make(), shape, batch, steps)
+            out[f"pgd10at/{name}/{batch}"] = at_step_rate(make(), shape, batch, steps,
+                                                          channels_last=args.channels_last and name == "preact-resnet18")
     print(json.dumps(out))
 
 

@@ -12,7 +12,9 @@ public sealed record StepResult(string Arch, int Batch, double ImagesPerSecond, 
 public static class Measure
 {
     /// <summary>Runs bench/pytorch_reference.py with Debian's python3-torch; null (and a note) when that is not installed.</summary>
-    public static System.Text.Json.Nodes.JsonNode? PyTorchReference(int threads, int steps)
+    /// <param name="tuned">Also give PyTorch the two generic settings ProxyRobust applies to itself: channels-last
+    /// ResNet (--channels-last) and glibc malloc keeping freed memory (the GLIBC_TUNABLES equivalent of NativeHeap).</param>
+    public static System.Text.Json.Nodes.JsonNode? PyTorchReference(int threads, int steps, bool tuned = false)
     {
         var script = Path.Combine("bench", "pytorch_reference.py");
         if (!File.Exists("/usr/bin/python3") || !File.Exists(script))
@@ -20,8 +22,9 @@ public static class Measure
             Console.WriteLine("PyTorch reference skipped: needs /usr/bin/python3 with python3-torch (apt-get install python3-torch)");
             return null;
         }
-        var psi = new ProcessStartInfo("/usr/bin/python3", [script, "--threads", threads.ToString(), "--steps", steps.ToString()])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        string[] arguments = [script, "--threads", threads.ToString(), "--steps", steps.ToString(), .. tuned ? new[] { "--channels-last" } : []];
+        var psi = new ProcessStartInfo("/usr/bin/python3", arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (tuned) psi.Environment["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEnd();
         var stderr = p.StandardError.ReadToEnd();
@@ -32,6 +35,28 @@ public static class Measure
             return null;
         }
         return System.Text.Json.Nodes.JsonNode.Parse(stdout.Trim().Split('\n')[^1]);
+    }
+
+    /// <summary>
+    /// Median GFLOP/s of an fp32 matrix product [m x k] x [k x k] run by oneDNN: a 1x1 convolution over m = batch x 8 x 8
+    /// channels-last pixels is exactly that product. libtorch's own matmul goes to MKL, whose sgemm takes a slower path on
+    /// AMD CPUs (about 45% of this on the reference machine), so the model-FLOP utilisation is measured against the best of both.
+    /// </summary>
+    public static double OneDnnGemmGflops(int m, int k, int reps = 10)
+    {
+        using var w = randn(k, k, 1, 1);
+        using var nchw = randn(m / 64, k, 8, 8);
+        using var x = Models.Classifier.ToChannelsLast(nchw);
+        for (int i = 0; i < 3; i++) nn.functional.conv2d(x, w).Dispose();
+        var times = new List<double>();
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            nn.functional.conv2d(x, w).Dispose();
+            times.Add(sw.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        return 2.0 * m * k * k / times[reps / 2] / 1e9;
     }
 
     /// <summary>Median GFLOP/s of an n x n fp32 matmul.</summary>

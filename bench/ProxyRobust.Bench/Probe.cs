@@ -9,14 +9,16 @@ namespace ProxyRobust.Bench;
 /// <summary>Times the pieces of an adversarial-training step (for profiling): forward, attack step, training step.</summary>
 public static class Probe
 {
-    public static void Run(string arch, int batch, int c, int side)
+    public static void Run(string arch, int batch, int c, int side, int reps)
     {
         torch.manual_seed(0);
         using var model = ArchSpec.For(arch, c, side, side, 10).Create();
         using var x = rand(batch, c, side, side);
+        Console.WriteLine($"channels-last {model.ChannelsLast}");
         using var y = randint(0, 10, batch);
-        double Time(Action f, int n = 12)
+        double Time(Action f)
         {
+            int n = reps;
             f();
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < n; i++) f();

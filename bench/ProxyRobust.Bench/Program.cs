@@ -19,24 +19,32 @@ TorchRuntime.EnsureInitialised();
 torch.set_num_threads(threads);
 if (args.Contains("--probe"))
 {
-    foreach (var b in new[] { 8, 16, 32 }) Probe.Run("preact-resnet18", b, 3, 32);
-    Probe.Run("small-cnn", 128, 1, 28);
+    // Times the pieces of a training step, for profiling (e.g. under 'perf record'): --arch NAME --reps N.
+    Console.WriteLine($"glibc malloc keeps freed memory: {ProxyRobust.Native.NativeHeap.Applied}");
+    var only = ArgS("--arch", "");
+    int reps = Arg("--reps", 12);
+    if (only is "" or "preact-resnet18") foreach (var b in new[] { 32, 128 }) Probe.Run("preact-resnet18", b, 3, 32, reps);
+    if (only is "" or "small-cnn") Probe.Run("small-cnn", 128, 1, 28, reps);
     return 0;
 }
 var results = new JsonObject { ["date"] = DateTime.UtcNow.ToString("u"), ["threads"] = threads, ["cores"] = Environment.ProcessorCount };
 
-// The machine's practical peak: the best of fp32 matmuls of a few sizes, measured now.
+// The machine's practical peak: the best of fp32 matrix products of a few sizes, measured now, both through libtorch's
+// matmul (MKL) and through oneDNN (the library that runs the models' convolutions), see Measure.OneDnnGemmGflops.
 var matmuls = new[] { 1024, 2048, 4096 }.ToDictionary(n => n, n => Measure.MatmulGflops(n, n >= 4096 ? 5 : 10));
-double peak = matmuls.Values.Max();
+var gemms = new[] { (4096, 1024), (8192, 512), (4096, 2048) }.ToDictionary(mk => $"{mk.Item1}x{mk.Item2}", mk => Measure.OneDnnGemmGflops(mk.Item1, mk.Item2));
+double peak = Math.Max(matmuls.Values.Max(), gemms.Values.Max());
 results["matmulGflops"] = new JsonObject(matmuls.Select(kv => KeyValuePair.Create(kv.Key.ToString(), (JsonNode?)kv.Value)));
+results["oneDnnGemmGflops"] = new JsonObject(gemms.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
 results["peakGflops"] = peak;
-Console.WriteLine($"matmul fp32 GFLOP/s: {string.Join(", ", matmuls.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; practical peak {peak:F1}");
+Console.WriteLine($"matmul fp32 GFLOP/s (libtorch/MKL): {string.Join(", ", matmuls.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; " +
+                  $"oneDNN GEMM (m x k by k x k): {string.Join(", ", gemms.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; practical peak {peak:F1}");
 
 if (args.Contains("--certify"))
 {
     results["certification"] = CertifyBench.Run(peak);
     Directory.CreateDirectory(outDir);
-    var cFile = Path.Combine(outDir, $"certify-{DateTime.UtcNow:yyyy-MM-dd}.json");
+    var cFile = Path.Combine(outDir, $"certify-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.json");
     AtomicFile.WriteAllText(cFile, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     Console.WriteLine($"written {cFile}");
     return 0;
@@ -45,7 +53,7 @@ if (args.Contains("--autoattack"))
 {
     results["autoattack"] = AutoAttackBench.Run(peak, Arg("--aa-points", 1000));
     Directory.CreateDirectory(outDir);
-    var aaFile = Path.Combine(outDir, $"autoattack-{DateTime.UtcNow:yyyy-MM-dd}.json");
+    var aaFile = Path.Combine(outDir, $"autoattack-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.json");
     AtomicFile.WriteAllText(aaFile, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     Console.WriteLine($"written {aaFile}");
     return 0;
@@ -89,7 +97,9 @@ if (!args.Contains("--no-port"))
     new Random(0).NextBytes(rgbImages);
     using var rgb = new ImageDataset("random 32x32x3", new ArrayImageStore(rgbImages, 3072), rgbLabels, 32, 32, 3, CifarReader.Cifar10Classes);
     var reference = Measure.PyTorchReference(threads, int.Parse(ArgS("--torch-steps", "6")));
+    var tunedReference = Measure.PyTorchReference(threads, int.Parse(ArgS("--torch-steps", "6")), tuned: true);
     results["pytorch"] = reference;
+    results["pytorchTuned"] = tunedReference;
     // FLOPs of a PGD-10 AT step: 10 attack steps of forward + input-gradient backward (2 forwards each), then a training
     // forward + backward (3 forwards): 23 forward passes.
     foreach (var (arch, data) in new[] { ("small-cnn", fmnist), ("preact-resnet18", rgb) })
@@ -100,21 +110,23 @@ if (!args.Contains("--no-port"))
             : new AdversarialObjective(new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false) { Chunk = chunk }, "pgd-at");
         var r = Measure.TrainStep(data, arch, batch, attackObjective, steps, peak, flopMultiplier: 23);
         double? torchRate = reference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
-        // Utilisation of both against the same machine peak (Debian's PyTorch has a generic BLAS: its own matmul is no peak).
+        double? tunedRate = tunedReference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
+        // Utilisation of both against the same machine peak.
         double? torchMfu = torchRate * r.ForwardMacsPerImage * 2 * 23 / 1e9 / peak;
         rows.Add(new JsonObject
         {
             ["arch"] = arch, ["batch"] = batch, ["attackChunk"] = chunk, ["oursImagesPerSecond"] = r.ImagesPerSecond, ["oursUtilisation"] = r.Utilisation,
             ["pytorchImagesPerSecond"] = torchRate, ["pytorchUtilisation"] = torchMfu, ["ratio"] = torchRate is null ? null : r.ImagesPerSecond / torchRate,
+            ["pytorchTunedImagesPerSecond"] = tunedRate, ["ratioToTuned"] = tunedRate is null ? null : r.ImagesPerSecond / tunedRate,
         });
         Console.WriteLine($"PGD-10 AT {arch} batch {batch}{(chunk > 0 ? $" (attack chunks of {chunk})" : "")}: ours {r.ImagesPerSecond:F1} img/s (MFU {r.Utilisation:P0}); " +
-                          $"PyTorch 1.13 {torchRate:F1} img/s (MFU {torchMfu:P0}); ratio {r.ImagesPerSecond / torchRate:F2}x");
+                          $"PyTorch 1.13 {torchRate:F1} img/s (MFU {torchMfu:P0}), tuned {tunedRate:F1}; ratio {r.ImagesPerSecond / torchRate:F2}x, to tuned {r.ImagesPerSecond / tunedRate:F2}x");
     }
     results["pgd10AdversarialTraining"] = rows;
 }
 
 Directory.CreateDirectory(outDir);
-var file = Path.Combine(outDir, $"benchmarks-{DateTime.UtcNow:yyyy-MM-dd}.json");
+var file = Path.Combine(outDir, $"benchmarks-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.json");
 AtomicFile.WriteAllText(file, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 Console.WriteLine($"written {file}");
 return 0;
