@@ -116,6 +116,29 @@ public sealed class CheckpointTests
         }, killAfter: 8);
     }
 
+    [Fact]
+    public void Resuming_with_other_proxy_settings_is_refused_and_leaves_the_checkpoint_alone()
+    {
+        using var tmp = new TempDir();
+        TrainRunConfig Config() => new()
+        {
+            TrainSize = 128, EvalSize = 32, Synthetic = "holdout:256", Gamma = 0.5, OutputDir = tmp.File("run"),
+            Options = new TrainOptions { Epochs = 2, BatchSize = 64, CheckpointEverySteps = 1, Seed = 3 },
+        };
+        using var cts = new CancellationTokenSource();
+        var stopper = new SyncProgress(p => { if (p.Step == 2) cts.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => TrainRun.Execute(Config(), stopper, cts.Token));
+        var before = File.ReadAllBytes(tmp.File("run/last.safetensors"));
+
+        var e = Assert.Throws<CheckpointException>(() => TrainRun.Execute(Config() with { Gamma = 0.3, Synthetic = "holdout:512", Resume = true }));
+        Assert.Contains("last.json", e.Message);
+        Assert.Contains("Gamma 0.5 -> 0.3", e.Message);
+        Assert.Contains("Synthetic \"holdout:256\" -> \"holdout:512\"", e.Message);
+        Assert.Equal(before, File.ReadAllBytes(tmp.File("run/last.safetensors")));
+        // the same settings (and a different attack chunking, which gives the same result) resume
+        Assert.Equal(2, TrainRun.Execute(Config() with { Resume = true, AttackChunk = 16 }).Training.History.Count);
+    }
+
     [Theory]
     [InlineData("wrn-16-4", false)]
     [InlineData("wrn-16-4", true)]

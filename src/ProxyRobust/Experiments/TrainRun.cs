@@ -89,6 +89,27 @@ public static class TrainRun
         };
     }
 
+    /// <summary>Settings a resumed run may change: where it writes, that it resumes, and attack chunking (same result).</summary>
+    private static readonly string[] FreeOnResume = [nameof(TrainRunConfig.OutputDir), nameof(TrainRunConfig.Resume), nameof(TrainRunConfig.AttackChunk)];
+
+    /// <summary>
+    /// Refuses to resume OUT/last.* under a different data, model, method or proxy configuration than the one that wrote
+    /// it (the trainer itself checks the training options): the result would belong to neither run.
+    /// </summary>
+    private static void CheckResumesSameRun(string outputDir, JsonObject configNode)
+    {
+        var last = Path.Combine(outputDir, "last");
+        if (!File.Exists(Checkpoint.JsonPath(last))) return;
+        if (Checkpoint.ReadRun(last)["config"] is not JsonObject saved) return; // written by the plain trainer (tests, older versions)
+        var differing = configNode.Select(kv => kv.Key).Union(saved.Select(kv => kv.Key))
+            .Where(key => !FreeOnResume.Contains(key) && !JsonNode.DeepEquals(configNode[key], saved[key]))
+            .Select(key => $"{key} {saved[key]?.ToJsonString() ?? "null"} -> {configNode[key]?.ToJsonString() ?? "null"}")
+            .ToList();
+        if (differing.Count > 0)
+            throw new CheckpointException(Checkpoint.JsonPath(last),
+                $"was written by a run with other settings ({string.Join(", ", differing)}); resume with the same settings or start a new output folder");
+    }
+
     public static TrainRunResult Execute(TrainRunConfig config, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         using var fullTrain = DatasetLoader.Load(config.Data, Split.Train, config.Labels);
@@ -128,6 +149,7 @@ public static class TrainRun
         // The training options are recorded once, under "options" (by the trainer); the rest of the configuration here.
         var configNode = JsonSerializer.SerializeToNode(config)!.AsObject();
         configNode.Remove(nameof(TrainRunConfig.Options));
+        if (config.Resume) CheckResumesSameRun(config.OutputDir, configNode);
         var description = new JsonObject
         {
             ["config"] = configNode,
