@@ -77,6 +77,11 @@ public sealed class ExperimentTests
         Assert.True(code == 0, err);
         var md = File.ReadAllText(Path.Combine(dir, "report.md"));
         Assert.Contains("| 200 | 400 |", md);
+        // the paired gain of a proxy cell over its real-only cell, counted here from the stored per-point outcomes
+        int RobustPoints(int real, int synthetic) => Experiment.ParseBits((string?)cells.Single(c =>
+            (int)c!["parameters"]!["real"]! == real && (int)c!["parameters"]!["synthetic"]! == synthetic)!["evaluation"]!["pgd20Hits"]).Count(h => h);
+        double gain = 100.0 * (RobustPoints(200, 400) - RobustPoints(200, 0)) / 50;
+        Assert.Contains($"- 200 real + 400 proxy, seed 0: PGD-20 **{(gain >= 0 ? "+" : "")}{gain.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)} (", md);
         Assert.True(new FileInfo(Path.Combine(dir, "robust-vs-proxy.png")).Length > 10_000);
         // A corrupt experiment.json: one error naming the file, exit 1, the previous report untouched.
         File.WriteAllText(Path.Combine(dir, "experiment.json"), "{\"kind\": \"sweep\", \"cells\": [");

@@ -201,6 +201,29 @@ public static class ExperimentReport
                           $"{F(P(e["clean"]))} | {F(P(e["pgd20"]))} | {(best is { } b ? F(100 * b) : "-")} | {F(c["seconds"]?.GetValue<double>() ?? double.NaN, 0)} s |");
         }
         sb.AppendLine();
+        // Each cell with proxy images against the real-only cell of the same real images, gamma, eps and seed.
+        var pairs = (from c in ordered
+                     where Par(c, "synthetic") > 0
+                     let b = ordered.FirstOrDefault(o => Par(o, "synthetic") == 0 && Par(o, "real") == Par(c, "real") && Par(o, "seed") == Par(c, "seed") &&
+                                                         (double)o["parameters"]!["gamma"]! == (double)c["parameters"]!["gamma"]! &&
+                                                         (double)o["parameters"]!["eps"]! == (double)c["parameters"]!["eps"]!)
+                     where b is not null
+                     select (Baseline: b, Port: c)).ToList();
+        if (pairs.Count > 0)
+        {
+            sb.AppendLine("Gain over the real-only model with the same real images and seed, in points, with a 95% interval over the test " +
+                          "points (paired: both models on the same points):").AppendLine();
+            foreach (var (b, c) in pairs)
+            {
+                string Gain(string key)
+                {
+                    var (g, lo, hi) = PairedGain(Experiment.ParseBits((string?)b["evaluation"]![key]), Experiment.ParseBits((string?)c["evaluation"]![key]));
+                    return $"{(g >= 0 ? "+" : "")}{F(g)} ({F(lo)} to {F(hi)})";
+                }
+                sb.AppendLine($"- {Par(c, "real")} real + {Par(c, "synthetic")} proxy, seed {Par(c, "seed")}: PGD-20 **{Gain("pgd20Hits")}**, clean {Gain("cleanHits")}");
+            }
+            sb.AppendLine();
+        }
         // One line per (real, gamma, eps), averaged over seeds, against the number of proxy images.
         IReadOnlyList<(string, IReadOnlyList<(double, double)>)> Series(Func<JsonNode, double> metric) =>
             ordered.GroupBy(c => (Real: Par(c, "real"), Gamma: (double)c["parameters"]!["gamma"]!, Eps: (double)c["parameters"]!["eps"]!))
