@@ -19,7 +19,7 @@ public sealed class Classifier : Module<Tensor, Tensor>
     /// <summary>
     /// True when activations and convolution weights are kept channels-last (NHWC strides behind the NCHW shape).
     /// oneDNN's convolutions then read and write them directly instead of reordering every input and output
-    /// between NCHW and its blocked layout (bench/RESULTS.md: PreAct ResNet-18 attack step -9%, training step -10%).
+    /// between NCHW and its blocked layout (bench/RESULTS.md: PreAct ResNet-18 attack step -6 to -12%, training step -11%).
     /// Shapes, state-dict names and saved files are unchanged; only strides differ.
     /// </summary>
     public bool ChannelsLast { get; }
