@@ -47,16 +47,7 @@ public static class Measure
         using var w = randn(k, k, 1, 1);
         using var nchw = randn(m / 64, k, 8, 8);
         using var x = Models.Classifier.ToChannelsLast(nchw);
-        for (int i = 0; i < 3; i++) nn.functional.conv2d(x, w).Dispose();
-        var times = new List<double>();
-        for (int i = 0; i < reps; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            nn.functional.conv2d(x, w).Dispose();
-            times.Add(sw.Elapsed.TotalSeconds);
-        }
-        times.Sort();
-        return 2.0 * m * k * k / times[reps / 2] / 1e9;
+        return 2.0 * m * k * k / MedianSeconds(() => nn.functional.conv2d(x, w).Dispose(), reps, warmup: 3) / 1e9;
     }
 
     /// <summary>Median GFLOP/s of an n x n fp32 matmul.</summary>
@@ -64,16 +55,22 @@ public static class Measure
     {
         using var a = randn(n, n);
         using var b = randn(n, n);
-        for (int i = 0; i < 2; i++) a.matmul(b).Dispose();
+        return 2.0 * n * n * n / MedianSeconds(() => a.matmul(b).Dispose(), reps, warmup: 2) / 1e9;
+    }
+
+    /// <summary>Median wall time of <paramref name="reps"/> runs of <paramref name="op"/> after <paramref name="warmup"/> untimed ones.</summary>
+    private static double MedianSeconds(Action op, int reps, int warmup)
+    {
+        for (int i = 0; i < warmup; i++) op();
         var times = new List<double>();
         for (int i = 0; i < reps; i++)
         {
             var sw = Stopwatch.StartNew();
-            a.matmul(b).Dispose();
+            op();
             times.Add(sw.Elapsed.TotalSeconds);
         }
         times.Sort();
-        return 2.0 * n * n * n / times[reps / 2] / 1e9;
+        return times[reps / 2];
     }
 
     /// <summary>Images per second of full training steps (forward, backward, SGD update) with the given objective.</summary>

@@ -40,6 +40,11 @@ public static class ExperimentReport
     private static double P(JsonNode? n) => 100 * (n?.GetValue<double>() ?? double.NaN);
     private static string F(double v, int digits = 1) => double.IsNaN(v) ? "-" : v.ToString("F" + digits, Inv);
     private static int Par(JsonObject cell, string key) => cell["parameters"]![key]!.GetValue<int>();
+    private static double ParD(JsonObject cell, string key) => (double)cell["parameters"]![key]!;
+    private static string Signed(double v) => $"{(v >= 0 ? "+" : "")}{F(v)}";
+
+    /// <summary>A sweep cell's setting apart from its number of proxy images: cells with the same setting are compared.</summary>
+    private static (int Real, double Gamma, double Eps, int Seed) Setting(JsonObject c) => (Par(c, "real"), ParD(c, "gamma"), ParD(c, "eps"), Par(c, "seed"));
 
     /// <summary>"PORT" for a cell trained with proxy images, "baseline" for one trained on the real images alone.</summary>
     private static string Model(JsonObject cell) => Par(cell, "synthetic") > 0 ? "PORT" : "baseline";
@@ -110,7 +115,7 @@ public static class ExperimentReport
                 if (Src(baseline) is not { } bs || Src(port) is not { } ps) continue;
                 var (g, lo, hi) = PairedGain(Experiment.ParseBits((string?)bs[key]), Experiment.ParseBits((string?)ps[key]));
                 gains.Add((metric, g));
-                sb.AppendLine($"- seed {seed}, {metric}: **{(g >= 0 ? "+" : "")}{F(g)}** points (95% CI {F(lo)} to {F(hi)}, n = {Experiment.ParseBits((string?)bs[key]).Length})");
+                sb.AppendLine($"- seed {seed}, {metric}: **{Signed(g)}** points (95% CI {F(lo)} to {F(hi)}, n = {Experiment.ParseBits((string?)bs[key]).Length})");
             }
         }
         if (seeds.Count > 1)
@@ -174,7 +179,7 @@ public static class ExperimentReport
         foreach (var (seed, b, p) in Pairs(cells))
         {
             var (g, lo, hi) = PairedGain(Radii(b).Select(r => r >= 0.5).ToArray(), Radii(p).Select(r => r >= 0.5).ToArray());
-            sb.AppendLine($"- seed {seed}, certified accuracy at r = 0.5: **{(g >= 0 ? "+" : "")}{F(g)}** points (paired 95% CI {F(lo)} to {F(hi)}, n = {Radii(b).Length})");
+            sb.AppendLine($"- seed {seed}, certified accuracy at r = 0.5: **{Signed(g)}** points (paired 95% CI {F(lo)} to {F(hi)}, n = {Radii(b).Length})");
         }
         sb.AppendLine();
         var grid = Enumerable.Range(0, 21).Select(k => k * 0.05).ToList();
@@ -191,22 +196,20 @@ public static class ExperimentReport
         if (cells.Count < planned) sb.AppendLine($"**Partial: {cells.Count} of {planned} cells finished.**").AppendLine();
         sb.AppendLine("| Real | Proxy | Gamma | Eps | Seed | Clean % | PGD-20 % | Best val. robust % | Train time |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
-        var ordered = cells.OrderBy(c => Par(c, "real")).ThenBy(c => Par(c, "synthetic")).ThenBy(c => (double)c["parameters"]!["gamma"]!)
-                           .ThenBy(c => (double)c["parameters"]!["eps"]!).ThenBy(c => Par(c, "seed")).ToList();
+        var ordered = cells.OrderBy(c => Par(c, "real")).ThenBy(c => Par(c, "synthetic")).ThenBy(c => ParD(c, "gamma"))
+                           .ThenBy(c => ParD(c, "eps")).ThenBy(c => Par(c, "seed")).ToList();
         foreach (var c in ordered)
         {
             var e = c["evaluation"]!;
             var best = c["history"]?.AsArray().Max(h => h!["ValRobust"]?.GetValue<double>() ?? 0);
-            sb.AppendLine($"| {Par(c, "real")} | {Par(c, "synthetic")} | {(double)c["parameters"]!["gamma"]!} | {(double)c["parameters"]!["eps"]!} | {Par(c, "seed")} | " +
+            sb.AppendLine($"| {Par(c, "real")} | {Par(c, "synthetic")} | {ParD(c, "gamma")} | {ParD(c, "eps")} | {Par(c, "seed")} | " +
                           $"{F(P(e["clean"]))} | {F(P(e["pgd20"]))} | {(best is { } b ? F(100 * b) : "-")} | {F(c["seconds"]?.GetValue<double>() ?? double.NaN, 0)} s |");
         }
         sb.AppendLine();
         // Each cell with proxy images against the real-only cell of the same real images, gamma, eps and seed.
         var pairs = (from c in ordered
                      where Par(c, "synthetic") > 0
-                     let b = ordered.FirstOrDefault(o => Par(o, "synthetic") == 0 && Par(o, "real") == Par(c, "real") && Par(o, "seed") == Par(c, "seed") &&
-                                                         (double)o["parameters"]!["gamma"]! == (double)c["parameters"]!["gamma"]! &&
-                                                         (double)o["parameters"]!["eps"]! == (double)c["parameters"]!["eps"]!)
+                     let b = ordered.FirstOrDefault(o => Par(o, "synthetic") == 0 && Setting(o) == Setting(c))
                      where b is not null
                      select (Baseline: b, Port: c)).ToList();
         if (pairs.Count > 0)
@@ -218,17 +221,18 @@ public static class ExperimentReport
                 string Gain(string key)
                 {
                     var (g, lo, hi) = PairedGain(Experiment.ParseBits((string?)b["evaluation"]![key]), Experiment.ParseBits((string?)c["evaluation"]![key]));
-                    return $"{(g >= 0 ? "+" : "")}{F(g)} ({F(lo)} to {F(hi)})";
+                    return $"{Signed(g)} ({F(lo)} to {F(hi)})";
                 }
                 sb.AppendLine($"- {Par(c, "real")} real + {Par(c, "synthetic")} proxy, seed {Par(c, "seed")}: PGD-20 **{Gain("pgd20Hits")}**, clean {Gain("cleanHits")}");
             }
             sb.AppendLine();
         }
-        // One line per (real, gamma, eps), averaged over seeds, against the number of proxy images.
+        // One line per (real, gamma, eps), averaged over seeds, against the number of proxy images; gamma and eps are named
+        // in the legend only when the sweep varies them.
+        bool severalGammas = ordered.Select(c => ParD(c, "gamma")).Distinct().Count() > 1, severalEps = ordered.Select(c => ParD(c, "eps")).Distinct().Count() > 1;
         IReadOnlyList<(string, IReadOnlyList<(double, double)>)> Series(Func<JsonNode, double> metric) =>
-            ordered.GroupBy(c => (Real: Par(c, "real"), Gamma: (double)c["parameters"]!["gamma"]!, Eps: (double)c["parameters"]!["eps"]!))
-                   .Select(g => ($"{g.Key.Real} real" + (ordered.Select(c => (double)c["parameters"]!["gamma"]!).Distinct().Count() > 1 ? $", gamma {g.Key.Gamma}" : "") +
-                                 (ordered.Select(c => (double)c["parameters"]!["eps"]!).Distinct().Count() > 1 ? $", eps {g.Key.Eps}" : ""),
+            ordered.GroupBy(c => (Real: Par(c, "real"), Gamma: ParD(c, "gamma"), Eps: ParD(c, "eps")))
+                   .Select(g => ($"{g.Key.Real} real" + (severalGammas ? $", gamma {g.Key.Gamma}" : "") + (severalEps ? $", eps {g.Key.Eps}" : ""),
                                  (IReadOnlyList<(double, double)>)g.GroupBy(c => Par(c, "synthetic")).OrderBy(s => s.Key)
                                      .Select(s => ((double)s.Key, s.Average(c => metric(c["evaluation"]!)))).ToList()))
                    .ToList();

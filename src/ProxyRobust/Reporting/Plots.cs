@@ -8,19 +8,9 @@ public static class Plots
                                          string path, string title = "Certified accuracy (randomized smoothing)")
     {
         var plot = new ScottPlot.Plot();
-        foreach (var (label, curve) in models)
-        {
-            var line = plot.Add.Scatter(curve.Select(c => c.Radius).ToArray(), curve.Select(c => 100 * c.Accuracy).ToArray());
-            line.LegendText = label;
-            line.LineWidth = 2;
-            line.MarkerSize = 5;
-        }
-        plot.Title(title);
-        plot.XLabel("l2 radius");
-        plot.YLabel("certified accuracy (%)");
+        AddLines(plot, models.Select(m => (m.Label, (IReadOnlyList<(double, double)>)m.Curve.Select(c => (c.Radius, 100 * c.Accuracy)).ToList())), markerSize: 5);
         plot.Axes.SetLimitsY(0, 100);
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        Save(plot, path);
+        Finish(plot, title, "l2 radius", "certified accuracy (%)", ScottPlot.Alignment.UpperRight, path);
     }
 
     private static void Save(ScottPlot.Plot plot, string path, int width = 800, int height = 500) =>
@@ -31,19 +21,28 @@ public static class Plots
                              string xLabel, string yLabel)
     {
         var plot = new ScottPlot.Plot();
+        AddLines(plot, series.Where(s => s.Points.Count > 0), markerSize: 0);
+        plot.Axes.SetLimitsY(0, 100);
+        Finish(plot, title, xLabel, yLabel, ScottPlot.Alignment.LowerRight, path);
+    }
+
+    private static void AddLines(ScottPlot.Plot plot, IEnumerable<(string Label, IReadOnlyList<(double X, double Y)> Points)> series, float markerSize)
+    {
         foreach (var (label, points) in series)
         {
-            if (points.Count == 0) continue;
             var line = plot.Add.Scatter(points.Select(p => p.X).ToArray(), points.Select(p => p.Y).ToArray());
             line.LegendText = label;
             line.LineWidth = 2;
-            line.MarkerSize = 0;
+            line.MarkerSize = markerSize;
         }
+    }
+
+    private static void Finish(ScottPlot.Plot plot, string title, string xLabel, string yLabel, ScottPlot.Alignment legend, string path)
+    {
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
-        plot.Axes.SetLimitsY(0, 100);
-        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
+        plot.ShowLegend(legend);
         Save(plot, path);
     }
 
@@ -91,21 +90,11 @@ public static class Plots
         double smallest = all.SelectMany(s => s.Points).Select(p => p.Images).Where(n => n > 0).DefaultIfEmpty(1000).Min();
         double X(double n) => n > 0 ? Math.Log10(n) : Math.Log10(smallest) - 1;
         var plot = new ScottPlot.Plot();
-        foreach (var (label, points) in all)
-        {
-            var line = plot.Add.Scatter(points.Select(p => X(p.Images)).ToArray(), points.Select(p => p.Accuracy).ToArray());
-            line.LegendText = label;
-            line.LineWidth = 2;
-            line.MarkerSize = 7;
-        }
+        AddLines(plot, all.Select(s => (s.Label, (IReadOnlyList<(double, double)>)s.Points.Select(p => (X(p.Images), p.Accuracy)).ToList())), markerSize: 7);
         var counts = all.SelectMany(s => s.Points).Select(p => p.Images).Distinct().Order().ToList();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             counts.Select(n => new ScottPlot.Tick(X(n), n.ToString("N0", System.Globalization.CultureInfo.InvariantCulture))).ToArray());
-        plot.Title(title);
-        plot.XLabel(xLabel);
-        plot.YLabel(yLabel);
-        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        Save(plot, path);
+        Finish(plot, title, xLabel, yLabel, ScottPlot.Alignment.UpperLeft, path);
     }
 
     /// <summary>Clean against robust accuracy, one labelled point per model: the accuracy-robustness trade-off.</summary>
@@ -122,10 +111,6 @@ public static class Plots
             text.OffsetX = 6;
         }
         plot.Axes.Margins(left: 0.08, right: 0.22, bottom: 0.1, top: 0.1); // room for the labels right of the points
-        plot.Title("Accuracy-robustness trade-off");
-        plot.XLabel("clean accuracy (%)");
-        plot.YLabel("PGD-20 robust accuracy (%)");
-        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
-        Save(plot, path);
+        Finish(plot, "Accuracy-robustness trade-off", "clean accuracy (%)", "PGD-20 robust accuracy (%)", ScottPlot.Alignment.LowerRight, path);
     }
 }
