@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using ProxyRobust;
+using ProxyRobust.Core;
 using ProxyRobust.Bench;
 using ProxyRobust.Data;
 using ProxyRobust.Models;

@@ -6,6 +6,7 @@ using ProxyRobust.Certification;
 using ProxyRobust.Data;
 using ProxyRobust.Training;
 using TorchSharp;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Cli;
 

@@ -29,7 +29,7 @@ internal static class DataCommand
             rows.Add(("channel mean", string.Join(", ", mean.Select(m => m.ToString("F4")))));
             rows.Add(("channel std", string.Join(", ", std.Select(s => s.ToString("F4")))));
             var gridPath = p.GetValue(grid)!;
-            ImageGrid.WritePng(ds, gridPath);
+            ImageGrid.WritePng(ds.SamplesPerClass(10), ds.Height, ds.Width, ds.Channels, gridPath);
             rows.Add(("sample grid", gridPath));
             Shared.Table("data", rows);
             return ExitCodes.Ok;

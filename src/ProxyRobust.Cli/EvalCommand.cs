@@ -6,6 +6,7 @@ using ProxyRobust.Training;
 using ProxyRobust.Reporting;
 using TorchSharp;
 using Device = TorchSharp.torch.Device;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Cli;
 
@@ -162,8 +163,13 @@ internal static class EvalCommand
             for (long s = 0; s < dataset.Count; s += batchSize) logits.Add(model.call(adv.narrow(0, s, Math.Min(batchSize, dataset.Count - s))).cpu());
             Npy.WriteFloats(logitsPath, [dataset.Count, model.Spec.NumClasses], torch.cat(logits).contiguous().data<float>().ToArray());
         }
-        var card = new RobustnessCard(model.Spec.ToString(), p.GetValue(checkpoint)!, $"{dataset.Source} ({p.GetValue(split)})", threat,
-                                      p.GetValue(version)!, p.GetValue(seed), result, pgd);
+        var card = new RobustnessCard(model.Spec.ToString(), p.GetValue(checkpoint)!, $"{dataset.Source} ({p.GetValue(split)})",
+                                      threat.ToString(), threat.Norm == Norm.Linf ? "linf" : "l2", threat.Epsilon,
+                                      p.GetValue(version)!, p.GetValue(seed),
+                                      new CardAutoAttack(result.Total, result.CleanCorrect,
+                                          result.Stages.Select(st => new CardStage(st.Attack, st.Description, st.RobustAfter, st.Attacked, st.Seconds)).ToList(),
+                                          result.Warnings),
+                                      pgd?.Robust is { } pr2 ? new CardPgd(pgd.AttackName!, pr2.Correct, pgd.Seconds) : null);
         if (p.GetValue(json) is { } path) AtomicFile.WriteAllText(path, card.ToJson().ToJsonString(Checkpoint.Json));
         if (p.GetValue(report) is { } md)
         {

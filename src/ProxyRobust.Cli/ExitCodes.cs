@@ -1,6 +1,7 @@
 using ProxyRobust.Data;
 using ProxyRobust.Native;
 using ProxyRobust.Training;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Cli;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using ProxyRobust.Export;
 using ProxyRobust.Reporting;
 using ProxyRobust.Training;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Cli;
 

@@ -46,7 +46,7 @@ internal static class Shared
         var full = DatasetLoader.Load(data, ParseSplit(split), labels);
         try
         {
-            model.Spec.CheckAccepts(full);
+            model.Spec.CheckAccepts(full.Source, full.Channels, full.Height, full.Width, full.NumClasses);
         }
         catch
         {

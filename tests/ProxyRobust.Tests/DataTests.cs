@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using ProxyRobust.Data;
 using SkiaSharp;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Tests;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ProxyRobust.Experiments;
 using ProxyRobust.Reporting;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Tests;
 
@@ -13,7 +14,7 @@ public sealed class ExperimentTests
     public void Paired_gain_matches_a_hand_computed_case()
     {
         // d = b - a = [0, -1, 1, 1]: mean 0.25, sample sd sqrt(2.75 / 3), half-width 1.96 sd / 2
-        var (gain, lo, hi) = ExperimentReport.PairedGain([true, true, false, false], [true, false, true, true]);
+        var (gain, lo, hi) = Stats.PairedGain([true, true, false, false], [true, false, true, true]);
         double half = 1.959963984540054 * Math.Sqrt(2.75 / 3) / 2;
         Assert.Equal(25, gain, 10);
         Assert.Equal(100 * (0.25 - half), lo, 10);

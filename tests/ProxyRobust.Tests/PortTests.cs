@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using ProxyRobust.Data;
 using ProxyRobust.Experiments;
 using ProxyRobust.Training;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Tests;
 

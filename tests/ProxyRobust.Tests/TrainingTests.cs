@@ -66,4 +66,84 @@ public sealed class TrainingTests
         // two updates towards start+1 from start: start + 1 - 0.9^2
         Assert.True(avg.parameters().First().allclose(start + (1 - 0.81), atol: 1e-6));
     }
+
+    [Fact]
+    public void Port_mixing_weighs_each_part_as_the_paper_says()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y, w) = PortMixing.Mix(zeros(4, 1, 2, 2), zeros(4, int64), ones(2, 1, 2, 2), ones(2, int64), gamma: 0.3);
+        Assert.Equal([6L, 1, 2, 2], x.shape);
+        Assert.Equal([0L, 0, 0, 0, 1, 1], y.data<long>().ToArray());
+        var weights = w.data<float>().ToArray();
+        foreach (var real in weights[..4]) Assert.Equal(0.7 / 4, real, 6);
+        foreach (var synthetic in weights[4..]) Assert.Equal(0.3 / 2, synthetic, 6);
+        Assert.Equal(1.0, weights.Sum(), 6);
+        var (_, _, plain) = PortMixing.Mix(zeros(5, 1, 2, 2), zeros(5, int64), null, null, gamma: 0.5);
+        Assert.All(plain.data<float>().ToArray(), v => Assert.Equal(0.2, v, 6));
+    }
+
+    /// <summary>gamma 0 trains on the real part alone and gamma 1 on the synthetic part alone (loss and weight gradient).</summary>
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1.0)]
+    public void Port_mixing_at_gamma_0_or_1_equals_training_on_one_part(double gamma)
+    {
+        torch.manual_seed(5);
+        var spec = ArchSpec.For("small-cnn", 1, 8, 8, 3); // no BatchNorm: the two parts do not interact
+        using var model = spec.Create();
+        using var scope = NewDisposeScope();
+        var (xr, yr) = (rand(6, 1, 8, 8), tensor(new long[] { 0, 1, 2, 0, 1, 2 }));
+        var (xs, ys) = (rand(4, 1, 8, 8), tensor(new long[] { 2, 2, 1, 0 }));
+        var objective = new CrossEntropyObjective();
+
+        (float Loss, float[] Grad) LossAndGradient(Tensor x, Tensor y, Tensor w)
+        {
+            model.zero_grad();
+            var (loss, _) = objective.Loss(model, x, y, w);
+            loss.backward();
+            return (loss.item<float>(), model.parameters().First().grad!.flatten().data<float>().ToArray());
+        }
+
+        var (xm, ym, wm) = PortMixing.Mix(xr, yr, xs, ys, gamma);
+        var mixed = LossAndGradient(xm, ym, wm);
+        var (xo, yo) = gamma == 0 ? (xr, yr) : (xs, ys);
+        var one = LossAndGradient(xo, yo, full(xo.shape[0], 1.0 / xo.shape[0]));
+        Assert.Equal(one.Loss, mixed.Loss, 5);
+        for (int i = 0; i < one.Grad.Length; i++) Assert.Equal(one.Grad[i], mixed.Grad[i], 5);
+    }
+
+    /// <summary>TRADES' loss against its definition, computed in double precision from the softmax by hand.</summary>
+    [Fact]
+    public void Trades_loss_matches_its_definition()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(6);
+        var natural = randn(5, 4) * 2;
+        var adversarial = natural + randn(5, 4);
+        var labels = tensor(new long[] { 0, 3, 1, 2, 3 });
+        var weights = tensor(new float[] { 0.1f, 0.2f, 0.3f, 0.15f, 0.25f });
+        const double beta = 6;
+        double expected = 0;
+        var zn = natural.to(float64).data<double>().ToArray();
+        var za = adversarial.to(float64).data<double>().ToArray();
+        double[] Softmax(double[] z, int row)
+        {
+            var e = Enumerable.Range(0, 4).Select(k => Math.Exp(z[row * 4 + k])).ToArray();
+            return e.Select(v => v / e.Sum()).ToArray();
+        }
+        for (int i = 0; i < 5; i++)
+        {
+            var p = Softmax(zn, i);
+            var q = Softmax(za, i);
+            double ce = -Math.Log(p[labels[i].item<long>()]);
+            double kl = Enumerable.Range(0, 4).Sum(k => p[k] * Math.Log(p[k] / q[k]));
+            expected += weights[i].item<float>() * (ce + beta * kl);
+        }
+        var loss = TradesObjective.LossAt(natural, adversarial, labels, weights, beta).item<float>();
+        Assert.Equal(expected, loss, 4);
+        // beta = 0 leaves the weighted cross-entropy at the natural points
+        var ceOnly = TradesObjective.LossAt(natural, adversarial, labels, weights, 0).item<float>();
+        var weightedCe = (nn.functional.cross_entropy(natural, labels, reduction: nn.Reduction.None) * weights).sum().item<float>();
+        Assert.Equal(weightedCe, ceOnly, 5);
+    }
 }

@@ -2,6 +2,7 @@ using ProxyRobust.Data;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Attacks;
 
@@ -73,9 +74,9 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
         try
         {
             var (x, y) = BatchSampler.All(data, device);
-            var warnings = new List<string>();
-            if (version != AutoAttackVersion.Rand && !IsDeterministic(model, x.narrow(0, 0, Math.Min(batchSize, data.Count))))
-                warnings.Add("the model's output changes between two identical forward passes: it looks randomised; use --version rand");
+            int sample = Math.Min(batchSize, data.Count);
+            var warnings = Checks.BeforeEvaluation(model, x.narrow(0, 0, sample), y.narrow(0, 0, sample),
+                                                   expectRandom: version == AutoAttackVersion.Rand);
 
             var predictions = Predict(model, x);
             var robust = predictions.eq(y);
@@ -97,7 +98,7 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                     var xb = x.index_select(0, idx);
                     var yb = y.index_select(0, idx);
                     var advB = attack.WithSeed(Seeds.Derive(seed, a, batchIndex)).Perturb(model, xb, yb);
-                    Training.RobustEvaluation.CheckInsideThreatModel(threat, advB, xb);
+                    Checks.InsideThreatModel(threat, advB, xb);
                     var predB = Predict(model, advB);
                     var broken = predB.ne(yb);
                     var hit = RobustPoints.MarkBroken(robust, adv, idx, broken, advB);
@@ -108,13 +109,13 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                 if (toAttack == 0) progress?.Report((key, 0, 0));
             }
             // Final check, as in the reference code: the whole set of returned points is inside the threat model.
-            Training.RobustEvaluation.CheckInsideThreatModel(threat, adv, x);
+            Checks.InsideThreatModel(threat, adv, x);
             // Square is gradient-free: if it still breaks more than 0.2% of the points after the white-box attacks, their
             // gradients were probably masked.
             int square = stages.FindIndex(st => st.Attack == "square");
-            if (version == AutoAttackVersion.Standard && square > 0 && stages[square - 1].RobustAfter - stages[square].RobustAfter > 0.002 * data.Count)
-                warnings.Add($"Square (a black-box attack) broke {stages[square - 1].RobustAfter - stages[square].RobustAfter} points the white-box " +
-                             "attacks missed: a sign of gradient masking; treat the white-box numbers with suspicion");
+            if (version == AutoAttackVersion.Standard && square > 0 &&
+                Checks.BlackBoxAfterWhiteBox("Square", stages[square - 1].RobustAfter, stages[square].RobustAfter, data.Count) is { } masking)
+                warnings.Add(masking);
             var advHost = adv.permute(0, 2, 3, 1).contiguous().cpu().data<float>().ToArray();
             return new AutoAttackResult(data.Count, clean, stages, robust.cpu().data<bool>().ToArray(),
                                         predictions.cpu().data<long>().ToArray(), advHost, warnings);
@@ -132,12 +133,5 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
         for (long s = 0; s < x.shape[0]; s += batchSize)
             parts.Add(model.call(x.narrow(0, s, Math.Min(batchSize, x.shape[0] - s))).argmax(1));
         return cat(parts);
-    }
-
-    private static bool IsDeterministic(Classifier model, Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        return model.call(x).sub(model.call(x)).abs().max().item<float>() == 0;
     }
 }

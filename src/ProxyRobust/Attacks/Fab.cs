@@ -1,6 +1,7 @@
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Attacks;
 

@@ -3,6 +3,7 @@ using ProxyRobust.Data;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Certification;
 

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Data;
 

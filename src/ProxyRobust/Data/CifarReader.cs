@@ -1,3 +1,4 @@
+using ProxyRobust.Core;
 namespace ProxyRobust.Data;
 
 /// <summary>CIFAR-10 and CIFAR-100 binary batches: per record the label byte(s), then 3072 bytes of 32x32 planar R, G, B.</summary>

@@ -1,3 +1,4 @@
+using ProxyRobust.Core;
 namespace ProxyRobust.Data;
 
 public enum Split { Train, Test }

@@ -1,3 +1,5 @@
+using ProxyRobust.Core;
+
 namespace ProxyRobust.Data;
 
 /// <summary>
@@ -71,6 +73,19 @@ public sealed class ImageDataset : IDisposable
         var rest = order.Where(i => !takenSet.Contains(i)).ToList();
         taken.Sort(); rest.Sort();
         return (Select(taken), Select(rest));
+    }
+
+    /// <summary>
+    /// Up to <paramref name="perClass"/> randomly chosen images of every class (one list per class, in class order), e.g. for a
+    /// sample grid.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<byte[]>> SamplesPerClass(int perClass, int seed = 0)
+    {
+        var byClass = Enumerable.Range(0, Count).GroupBy(i => Labels[i]).ToDictionary(g => g.Key, g => g.ToArray());
+        var rng = new Random(seed);
+        return Enumerable.Range(0, NumClasses).Select(c => (IReadOnlyList<byte[]>)(byClass.TryGetValue(c, out var members)
+            ? Enumerable.Range(0, Math.Min(perClass, members.Length)).Select(_ => Image(members[rng.Next(members.Length)]).ToArray()).ToList()
+            : [])).ToList();
     }
 
     public int[] ClassCounts()

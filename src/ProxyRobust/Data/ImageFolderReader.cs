@@ -1,4 +1,5 @@
 using SkiaSharp;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Data;
 

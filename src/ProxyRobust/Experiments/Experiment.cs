@@ -5,6 +5,7 @@ using ProxyRobust.Data;
 using ProxyRobust.Reporting;
 using ProxyRobust.Training;
 using TorchSharp;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Experiments;
 
@@ -125,7 +126,7 @@ public static class Experiment
         if (!File.Exists(path)) return;
         var recorded = JsonNode.Parse(File.ReadAllText(path))?["settings"]?.Deserialize<ExperimentSettings>();
         if (recorded is not null && recorded with { Threads = 0 } != settings with { Threads = 0 })
-            throw new Data.DataFormatException(path, "this folder holds an experiment with other settings; use another --out (or delete the folder)");
+            throw new DataFormatException(path, "this folder holds an experiment with other settings; use another --out (or delete the folder)");
     }
 
     /// <summary>The same test points for every cell: clean and PGD-20 on EvalPoints, AutoAttack standard on the first AutoAttackPoints.</summary>

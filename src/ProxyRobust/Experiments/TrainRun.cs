@@ -5,6 +5,7 @@ using ProxyRobust.Data;
 using ProxyRobust.Models;
 using ProxyRobust.Training;
 using TorchSharp;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Experiments;
 

@@ -13,7 +13,7 @@ public static class PseudoLabeler
     /// <summary>Predicted class and softmax probability of that class for every image, in batches, without gradients.</summary>
     public static Labels Label(Classifier model, ImageDataset images, int batchSize, Device device, IProgress<(int Done, int Total)>? progress = null)
     {
-        model.Spec.CheckAccepts(images); // unlabeled images carry one pseudo-class, so in effect only the shape is checked
+        model.Spec.CheckAccepts(images.Source, images.Channels, images.Height, images.Width, images.NumClasses); // unlabeled images carry one pseudo-class, so in effect only the shape is checked
         var predicted = new int[images.Count];
         var confidence = new float[images.Count];
         model.eval();

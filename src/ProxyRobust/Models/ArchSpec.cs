@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using ProxyRobust.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -58,14 +59,17 @@ public sealed partial record ArchSpec(string Name, int InChannels, int Height, i
 
     public override int GetHashCode() => HashCode.Combine(Name, InChannels, Height, Width, NumClasses);
 
-    /// <summary>Throws a <see cref="Data.DataFormatException"/> naming the data when its images or classes do not fit this model.</summary>
-    public void CheckAccepts(Data.ImageDataset data)
+    /// <summary>
+    /// Throws a <see cref="DataFormatException"/> naming the data (<paramref name="source"/>) when its images or classes do
+    /// not fit this model. (Models never read data sets: callers pass the data's shape.)
+    /// </summary>
+    public void CheckAccepts(string source, int channels, int height, int width, int numClasses)
     {
-        if ((data.Channels, data.Height, data.Width) != (InChannels, Height, Width))
-            throw new Data.DataFormatException(data.Source,
-                $"images are {data.Channels}x{data.Height}x{data.Width}, the model expects {InChannels}x{Height}x{Width}");
-        if (data.NumClasses > NumClasses)
-            throw new Data.DataFormatException(data.Source, $"{data.NumClasses} classes, the model has {NumClasses}");
+        if ((channels, height, width) != (InChannels, Height, Width))
+            throw new DataFormatException(source,
+                $"images are {channels}x{height}x{width}, the model expects {InChannels}x{Height}x{Width}");
+        if (numClasses > NumClasses)
+            throw new DataFormatException(source, $"{numClasses} classes, the model has {NumClasses}");
     }
 
     public override string ToString() => $"{Name} ({InChannels}x{Height}x{Width} -> {NumClasses} classes)";

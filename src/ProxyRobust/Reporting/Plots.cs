@@ -1,3 +1,4 @@
+using ProxyRobust.Core;
 namespace ProxyRobust.Reporting;
 
 /// <summary>PNG plots for people (ScottPlot); every plot has labelled axes, a title and a legend.</summary>

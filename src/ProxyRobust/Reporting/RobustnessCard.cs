@@ -1,17 +1,32 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
-using ProxyRobust.Attacks;
-using ProxyRobust.Training;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Reporting;
 
+/// <summary>One attack's line on a report card: the points still robust after it, how many it attacked, its time.</summary>
+public sealed record CardStage(string Attack, string Description, int RobustAfter, int Attacked, double Seconds);
+
+/// <summary>The PGD baseline on a report card.</summary>
+public sealed record CardPgd(string AttackName, int Correct, double Seconds);
+
+/// <summary>AutoAttack's outcome on a report card (plain numbers: the card renders, it does not compute).</summary>
+public sealed record CardAutoAttack(int Total, int CleanCorrect, IReadOnlyList<CardStage> Stages, IReadOnlyList<string> Warnings)
+{
+    public int RobustCorrect => Stages.Count == 0 ? CleanCorrect : Stages[^1].RobustAfter;
+    public double CleanAccuracy => (double)CleanCorrect / Total;
+    public double RobustAccuracy => (double)RobustCorrect / Total;
+}
+
 /// <summary>
 /// A robustness report card: clean accuracy, PGD, and AutoAttack per component on the same points, with Wilson 95%
-/// intervals, as Markdown (one RobustBench-style leaderboard row plus details) and JSON.
+/// intervals, as Markdown (one RobustBench-style leaderboard row plus details) and JSON. <paramref name="Threat"/> is
+/// the threat model as people read it ("l-inf eps=0.1"), <paramref name="Norm"/> and <paramref name="Epsilon"/> as
+/// machines do.
 /// </summary>
-public sealed record RobustnessCard(string Model, string Checkpoint, string Data, ThreatModel Threat, string Version, long Seed,
-                                    AutoAttackResult AutoAttack, RobustResult? Pgd)
+public sealed record RobustnessCard(string Model, string Checkpoint, string Data, string Threat, string Norm, double Epsilon,
+                                    string Version, long Seed, CardAutoAttack AutoAttack, CardPgd? Pgd)
 {
     private static string Pct(double v) => (100 * v).ToString("F2", CultureInfo.InvariantCulture);
 
@@ -29,9 +44,9 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
         sb.AppendLine();
         sb.AppendLine($"Checkpoint `{Checkpoint}`, data {Data}, {aa.Total} points, threat model {Threat}, AutoAttack {Version}, seed {Seed}.");
         sb.AppendLine();
-        sb.AppendLine("| Model | Clean | " + (Pgd is not null ? $"{Pgd.AttackName?.Split(' ')[0]} | " : "") + "AutoAttack | Threat | Points |");
+        sb.AppendLine("| Model | Clean | " + (Pgd is not null ? $"{Pgd.AttackName.Split(' ')[0]} | " : "") + "AutoAttack | Threat | Points |");
         sb.AppendLine("|---|---|" + (Pgd is not null ? "---|" : "") + "---|---|---|");
-        sb.AppendLine($"| {Model} | {Pct(aa.CleanAccuracy)} | " + (Pgd?.Robust is { } p ? $"{Pct(p.Accuracy)} | " : "") +
+        sb.AppendLine($"| {Model} | {Pct(aa.CleanAccuracy)} | " + (Pgd is { } p ? $"{Pct((double)p.Correct / aa.Total)} | " : "") +
                       $"{Pct(aa.RobustAccuracy)} | {Threat} | {aa.Total} |");
         sb.AppendLine();
         sb.AppendLine("Accuracy in % with Wilson 95% intervals; each AutoAttack row is the robust accuracy after that component");
@@ -40,8 +55,8 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
         sb.AppendLine("| Evaluation | Accuracy % (95% CI) | Points attacked | Time (s) |");
         sb.AppendLine("|---|---|---|---|");
         sb.AppendLine($"| clean | {Interval(aa.CleanCorrect, aa.Total)} | | |");
-        if (Pgd?.Robust is { } pr)
-            sb.AppendLine($"| {Pgd.AttackName} | {Interval(pr.Correct, pr.Total)} | {aa.CleanCorrect} | {Pgd.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
+        if (Pgd is { } pr)
+            sb.AppendLine($"| {Pgd.AttackName} | {Interval(pr.Correct, aa.Total)} | {aa.CleanCorrect} | {Pgd.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
         foreach (var s in aa.Stages)
             sb.AppendLine($"| after {s.Description} | {Interval(s.RobustAfter, aa.Total)} | {s.Attacked} | {s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
         sb.AppendLine($"| **AutoAttack ({Version})** | **{Interval(aa.RobustCorrect, aa.Total)}** | | " +
@@ -51,7 +66,7 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
             sb.AppendLine();
             foreach (var w in aa.Warnings) sb.AppendLine($"- Warning: {w}");
         }
-        if (Pgd?.Robust is { } pgd && pgd.Correct - aa.RobustCorrect > Math.Max(3, 0.03 * aa.Total))
+        if (Pgd is { } pgd && pgd.Correct - aa.RobustCorrect > Math.Max(3, 0.03 * aa.Total))
         {
             sb.AppendLine();
             sb.AppendLine($"- Note: AutoAttack is {Pct((double)(pgd.Correct - aa.RobustCorrect) / aa.Total)} points below PGD: " +
@@ -67,12 +82,12 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
         return new JsonObject
         {
             ["model"] = Model, ["checkpoint"] = Checkpoint, ["data"] = Data, ["points"] = aa.Total,
-            ["threat"] = new JsonObject { ["norm"] = Threat.Norm == Norm.Linf ? "linf" : "l2", ["eps"] = Threat.Epsilon },
+            ["threat"] = new JsonObject { ["norm"] = Norm, ["eps"] = Epsilon },
             ["version"] = Version, ["seed"] = Seed,
             ["clean"] = new JsonObject { ["accuracy"] = aa.CleanAccuracy, ["correct"] = aa.CleanCorrect, ["wilson95"] = Ci(aa.CleanCorrect) },
-            ["pgd"] = Pgd?.Robust is { } p ? new JsonObject
+            ["pgd"] = Pgd is { } p ? new JsonObject
             {
-                ["attack"] = Pgd.AttackName, ["accuracy"] = p.Accuracy, ["correct"] = p.Correct, ["wilson95"] = Ci(p.Correct), ["seconds"] = Pgd.Seconds,
+                ["attack"] = Pgd.AttackName, ["accuracy"] = (double)p.Correct / aa.Total, ["correct"] = p.Correct, ["wilson95"] = Ci(p.Correct), ["seconds"] = Pgd.Seconds,
             } : null,
             ["autoattack"] = new JsonObject
             {

@@ -5,6 +5,7 @@ using ProxyRobust.Models;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Training;
 

@@ -73,17 +73,27 @@ public sealed class TradesObjective(ThreatModel threat, int steps, double stepSi
             for (int t = 0; t < steps; t++)
             {
                 var input = a.detach().requires_grad_(true);
-                var kl = nn.functional.kl_div(nn.functional.log_softmax(model.call(input), 1), target, reduction: nn.Reduction.Sum);
+                var kl = nn.functional.kl_div(nn.functional.log_softmax(model.call(input), 1), target,
+                                              reduction: nn.Reduction.Sum, log_target: false);
                 var grad = torch.autograd.grad([kl], [input])[0];
                 a = threat.Project(threat.Step(input.detach(), grad, stepSize), images);
             }
             adv = a.detach().MoveToOuterDisposeScope();
         }
         var advLogits = model.call(adv);
+        return (LossAt(naturalLogits, advLogits, labels, weights, beta), advLogits);
+    }
+
+    /// <summary>
+    /// The TRADES loss (eq. 5) given the logits at x and at x': sum_i w_i [CE(f(x_i), y_i) + beta KL(f(x_i) || f(x'_i))].
+    /// TorchSharp's kl_div defaults to log_target = true (PyTorch's to false): the target here is probabilities, so say so.
+    /// </summary>
+    public static Tensor LossAt(Tensor naturalLogits, Tensor advLogits, Tensor labels, Tensor weights, double beta)
+    {
         var naturalLoss = nn.functional.cross_entropy(naturalLogits, labels, reduction: nn.Reduction.None);
         var robustLoss = nn.functional.kl_div(nn.functional.log_softmax(advLogits, 1), nn.functional.softmax(naturalLogits, 1),
-                                              reduction: nn.Reduction.None).sum(1);
-        return (((naturalLoss + robustLoss * beta) * weights).sum(), advLogits);
+                                              reduction: nn.Reduction.None, log_target: false).sum(1);
+        return ((naturalLoss + robustLoss * beta) * weights).sum();
     }
 }
 

@@ -5,6 +5,7 @@ using ProxyRobust.Data;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using ProxyRobust.Core;
 
 namespace ProxyRobust.Training;
 
@@ -56,20 +57,18 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
 {
     public TrainOptions Options => options;
 
+    /// <summary>
+    /// Trains <paramref name="model"/>. When <paramref name="cancel"/> fires, the run saves OUT/last.* at the step it
+    /// reached and throws <see cref="OperationCanceledException"/>; resuming from there ends as an uninterrupted run would.
+    /// </summary>
     public TrainResult Run(Classifier model, ImageDataset train, string outputDir, bool resume,
                            IProgress<TrainProgress>? progress = null, CancellationToken cancel = default,
-                           JsonObject? description = null, Func<Classifier, Validation>? validate = null, SyntheticMix? synthetic = null)
+                           JsonObject? description = null, Func<Classifier, Validation>? validate = null,
+                           SyntheticMix? synthetic = null)
     {
         var device = torch.device(options.Device);
         model.to(device);
-        Classifier? emaModel = null;
-        if (options.EmaDecay is not null)
-        {
-            emaModel = model.Spec.Create();
-            emaModel.to(device);
-            emaModel.load_state_dict(model.state_dict());
-            emaModel.eval();
-        }
+        using var emaModel = options.EmaDecay is null ? null : AverageOf(model, device);
         var ema = emaModel is null ? null : new WeightAverage(model, emaModel, options.EmaDecay!.Value);
         using var sgd = new Sgd(model, options.Momentum, options.WeightDecay, options.Nesterov);
 
@@ -78,16 +77,17 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
         var schedule = new CosineSchedule(options.LearningRate, totalSteps, (long)Math.Round(options.WarmupEpochs * stepsPerEpoch));
         var synthBatch = synthetic?.Stream.NewBatch();
 
-        var state = new RunState();
         var last = Path.Combine(outputDir, "last");
-        if (resume && File.Exists(Checkpoint.JsonPath(last)))
-            state = Restore(last, model, emaModel, sgd);
-        else
-            Directory.CreateDirectory(outputDir);
-
+        var state = resume && File.Exists(Checkpoint.JsonPath(last))
+            ? TrainingState.Restore(last, model, emaModel, sgd, options)
+            : new TrainingState();
+        Directory.CreateDirectory(outputDir);
         var clock = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
-        var rateClock = Stopwatch.StartNew(); long rateImages = 0;
+        var rateClock = Stopwatch.StartNew();
+        long rateImages = 0;
+        void SaveLast() => Checkpoint.Save(last, model, emaModel, sgd,
+            state.ToRecord(objective.Name, options, state.SecondsBefore + clock.Elapsed.TotalSeconds, description));
         model.train();
 
         while (state.Step < totalSteps)
@@ -96,23 +96,24 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
             int batchInEpoch = (int)(state.Step % stepsPerEpoch);
             foreach (var batch in sampler.Epoch(epoch, batchInEpoch))
             {
-                cancel.ThrowIfCancellationRequested();
+                if (cancel.IsCancellationRequested)
+                {
+                    SaveLast(); // the step reached: --resume continues exactly here
+                    cancel.ThrowIfCancellationRequested();
+                }
                 long step = state.Step;
                 double lr = schedule.At(step);
                 using (var scope = NewDisposeScope())
                 {
                     torch.manual_seed(Seeds.Derive(options.Seed, step, 0x57E9));
-                    var (x, y) = batch.ToTensors(device);
-                    var w = full(batch.Count, 1.0 / batch.Count, device: device);
+                    var (xr, yr) = batch.ToTensors(device);
+                    Tensor? xs = null, ys = null;
                     if (synthetic is not null)
                     {
-                        // PORT: real and synthetic images in one batch; the synthetic part weighs gamma in the loss.
                         synthetic.Stream.Fill(step, synthBatch!);
-                        var (xs, ys) = synthBatch!.ToTensors(device);
-                        x = cat([x, xs]);
-                        y = cat([y, ys]);
-                        w = cat([w * (1 - synthetic.Gamma), full(synthBatch.Count, synthetic.Gamma / synthBatch.Count, device: device)]);
+                        (xs, ys) = synthBatch!.ToTensors(device);
                     }
+                    var (x, y, w) = PortMixing.Mix(xr, yr, xs, ys, synthetic?.Gamma ?? 0);
                     var (loss, logits) = objective.Loss(model, x, y, w);
                     model.zero_grad();
                     loss.backward();
@@ -121,104 +122,44 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                     float lossValue = loss.item<float>();
                     if (!float.IsFinite(lossValue))
                         throw new InvalidOperationException($"training diverged at step {step} (loss {lossValue}); lower the learning rate");
-                    state.EpochLoss += lossValue * y.shape[0];
-                    state.EpochCorrect += logits.argmax(1).eq(y).sum().item<long>();
-                    state.EpochSeen += y.shape[0];
+                    state.AddBatch(lossValue, logits.argmax(1).eq(y).sum().item<long>(), y.shape[0]);
                     rateImages += y.shape[0];
                 }
                 state.Step++;
-                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, state.Step, totalSteps, state.EpochLoss / state.EpochSeen,
-                    (double)state.EpochCorrect / state.EpochSeen, rateImages / Math.Max(1e-9, rateClock.Elapsed.TotalSeconds), lr));
+                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, state.Step, totalSteps,
+                    state.EpochLoss / state.EpochSeen, (double)state.EpochCorrect / state.EpochSeen,
+                    rateImages / Math.Max(1e-9, rateClock.Elapsed.TotalSeconds), lr));
                 bool epochEnd = state.Step % stepsPerEpoch == 0;
                 if (epochEnd)
                 {
-                    var evaluated = emaModel ?? model;
-                    var val = validate?.Invoke(evaluated);
-                    state.History.Add(new EpochMetrics(epoch + 1, state.EpochLoss / state.EpochSeen, (double)state.EpochCorrect / state.EpochSeen,
-                                                       val?.Clean, val?.Robust, epochClock.Elapsed.TotalSeconds));
-                    if (val is not null && (state.BestScore is null || val.Score > state.BestScore))
+                    var val = validate?.Invoke(emaModel ?? model);
+                    state.EndEpoch(epoch + 1, val, epochClock.Elapsed.TotalSeconds);
+                    if (state.IsNewBest(val, epoch + 1))
                     {
-                        state.BestScore = val.Score;
-                        state.BestEpoch = epoch + 1;
-                        var best = RunRecord(state, secondsSoFar: 0, description);
+                        var best = state.ToRecord(objective.Name, options, secondsSoFar: 0, description);
                         best["epoch"] = epoch + 1;
                         best["validation"] = JsonSerializer.SerializeToNode(val);
                         Checkpoint.Save(Path.Combine(outputDir, "best"), model, emaModel, null, best);
                     }
-                    state.EpochLoss = 0; state.EpochCorrect = 0; state.EpochSeen = 0; epochClock.Restart();
+                    epochClock.Restart();
                 }
-                if (epochEnd || state.Step % options.CheckpointEverySteps == 0)
-                    Checkpoint.Save(last, model, emaModel, sgd, RunRecord(state, state.SecondsBefore + clock.Elapsed.TotalSeconds, description));
+                if (epochEnd || state.Step % options.CheckpointEverySteps == 0) SaveLast();
             }
         }
 
         double seconds = state.SecondsBefore + clock.Elapsed.TotalSeconds;
-        Checkpoint.Save(Path.Combine(outputDir, "final"), model, emaModel, null, RunRecord(state, seconds, description));
+        Checkpoint.Save(Path.Combine(outputDir, "final"), model, emaModel, null,
+                        state.ToRecord(objective.Name, options, seconds, description));
         return new TrainResult(outputDir, state.History, state.BestEpoch, seconds);
     }
 
-    /// <summary>Everything about progress that a resumed run must get back.</summary>
-    private sealed class RunState
+    /// <summary>A second copy of the model that will hold the EMA of its weights (evaluated, never trained).</summary>
+    private static Classifier AverageOf(Classifier model, Device device)
     {
-        public long Step;
-        public double SecondsBefore;
-        public double EpochLoss;
-        public long EpochCorrect, EpochSeen;
-        public double? BestScore;
-        public int? BestEpoch;
-        public List<EpochMetrics> History = [];
-    }
-
-    private JsonObject RunRecord(RunState state, double secondsSoFar, JsonObject? description)
-    {
-        var run = description?.DeepClone().AsObject() ?? new JsonObject();
-        run["objective"] = objective.Name;
-        run["options"] = JsonSerializer.SerializeToNode(options);
-        run["step"] = state.Step;
-        run["seconds"] = secondsSoFar;
-        run["epochPartial"] = new JsonObject { ["loss"] = state.EpochLoss, ["correct"] = state.EpochCorrect, ["seen"] = state.EpochSeen };
-        run["bestScore"] = state.BestScore;
-        run["bestEpoch"] = state.BestEpoch;
-        run["history"] = JsonSerializer.SerializeToNode(state.History);
-        return run;
-    }
-
-    private RunState Restore(string stem, Classifier model, Classifier? ema, Sgd sgd)
-    {
-        var run = Checkpoint.ReadRun(stem);
-        var spec = Checkpoint.ReadArch(run, stem);
-        if (!spec.Equals(model.Spec))
-            throw new CheckpointException(Checkpoint.JsonPath(stem), $"was written for {spec}, this run trains {model.Spec}");
-        var saved = run["options"].Deserialize<TrainOptions>();
-        if (saved is not null && saved with { CheckpointEverySteps = 0, Device = "" }
-                              != options with { CheckpointEverySteps = 0, Device = "" })
-            throw new CheckpointException(Checkpoint.JsonPath(stem),
-                "was written with different training options; resume with the same options or start a new output folder");
-        var tensors = Checkpoint.ReadTensors(stem, run);
-        try
-        {
-            Checkpoint.LoadInto(model, tensors, "", Checkpoint.WeightsPath(stem));
-            if (ema is not null) Checkpoint.LoadInto(ema, tensors, Checkpoint.EmaPrefix, Checkpoint.WeightsPath(stem));
-            using var noGrad = no_grad();
-            foreach (var (name, buffer) in sgd.Buffers())
-                if (tensors.TryGetValue(Checkpoint.MomentumPrefix + name, out var m)) buffer.copy_(m);
-                else throw new CheckpointException(Checkpoint.WeightsPath(stem), $"optimizer state for '{name}' is missing");
-        }
-        finally
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-        }
-        var partial = run["epochPartial"];
-        return new RunState
-        {
-            Step = (long?)run["step"] ?? 0,
-            SecondsBefore = (double?)run["seconds"] ?? 0,
-            EpochLoss = (double?)partial?["loss"] ?? 0,
-            EpochCorrect = (long?)partial?["correct"] ?? 0,
-            EpochSeen = (long?)partial?["seen"] ?? 0,
-            BestScore = (double?)run["bestScore"],
-            BestEpoch = (int?)run["bestEpoch"],
-            History = run["history"].Deserialize<List<EpochMetrics>>() ?? [],
-        };
+        var average = model.Spec.Create();
+        average.to(device);
+        average.load_state_dict(model.state_dict());
+        average.eval();
+        return average;
     }
 }

@@ -1,4 +1,4 @@
-namespace ProxyRobust;
+namespace ProxyRobust.Core;
 
 /// <summary>Derives independent, reproducible seeds from a run seed and counters (SplitMix64 finaliser).</summary>
 public static class Seeds

@@ -1,4 +1,4 @@
-namespace ProxyRobust;
+namespace ProxyRobust.Core;
 
 /// <summary>Writes files so that a reader never sees a half-written one: write a temporary sibling, flush, rename.</summary>
 public static class AtomicFile

@@ -1,10 +1,18 @@
-using ProxyRobust.Attacks;
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace ProxyRobust.Training;
+namespace ProxyRobust.Attacks;
+
+public sealed record AccuracyResult(int Correct, int Total, int[] CorrectPerClass, int[] TotalPerClass)
+{
+    public double Accuracy => Total == 0 ? 0 : (double)Correct / Total;
+
+    /// <summary>Wilson score interval at 95%: the honest error bar of an accuracy measured on Total points.</summary>
+    public (double Low, double High) Wilson95 => Stats.Wilson95(Correct, Total);
+}
 
 /// <summary>Clean and (optionally) robust accuracy on the same points, and the adversarial examples if asked for.</summary>
 public sealed record RobustResult(AccuracyResult Clean, AccuracyResult? Robust, string? AttackName, double Seconds)
@@ -19,6 +27,11 @@ public sealed record RobustResult(AccuracyResult Clean, AccuracyResult? Robust, 
 
 public static class RobustEvaluation
 {
+    /// <summary>Clean accuracy of <paramref name="model"/> on <paramref name="data"/> (eval mode, no gradients).</summary>
+    public static AccuracyResult CleanAccuracy(Classifier model, ImageDataset data, int batchSize, Device device,
+                                               IProgress<(int Done, int Total)>? progress = null) =>
+        Evaluate(model, data, attack: null, batchSize, device, progress: progress).Clean;
+
     /// <summary>
     /// Evaluates <paramref name="model"/> on <paramref name="data"/>: clean accuracy, and with an attack the robust accuracy
     /// (a point counts as robust when the model classifies its adversarial example correctly; attacks start from the
@@ -48,7 +61,7 @@ public static class RobustEvaluation
                 if (attack is not null)
                 {
                     var adv = attack.WithSeed(Seeds.Derive(seed, batchIndex)).Perturb(model, x, y);
-                    CheckInsideThreatModel(attack.Threat, adv, x);
+                    Checks.InsideThreatModel(attack.Threat, adv, x);
                     using (no_grad()) robust!.Add(model.call(adv).argmax(1).eq(y), batch.Labels, batch.Count);
                     if (adversarial is not null)
                         adv.permute(0, 2, 3, 1).contiguous().cpu().data<float>().CopyTo(adversarial, checked(done * data.ImageBytes));
@@ -66,17 +79,6 @@ public static class RobustEvaluation
         {
             Adversarial = adversarial, CleanHits = clean.Hits.ToArray(), RobustHits = robust?.Hits.ToArray(),
         };
-    }
-
-    public static void CheckInsideThreatModel(ThreatModel threat, Tensor adv, Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        double tolerance = 1e-5 * Math.Max(1, threat.Epsilon);
-        double maxNorm = threat.NormOf(adv - x).max().item<float>();
-        if (maxNorm > threat.Epsilon + tolerance)
-            throw new InvalidOperationException($"attack returned a perturbation of norm {maxNorm} > eps {threat.Epsilon}");
-        if (adv.min().item<float>() < 0 || adv.max().item<float>() > 1)
-            throw new InvalidOperationException("attack returned pixels outside [0,1]");
     }
 
     private sealed class Counter(int classes)

@@ -1,6 +1,6 @@
-namespace ProxyRobust.Data;
+namespace ProxyRobust.Core;
 
-/// <summary>A data file that cannot be used. The message always starts with the file's path and says what is wrong.</summary>
+/// <summary>A file that cannot be used (data, a results file, a log). The message always starts with the file's path and says what is wrong.</summary>
 public sealed class DataFormatException(string path, string problem, Exception? inner = null)
     : Exception($"{path}: {problem}", inner)
 {

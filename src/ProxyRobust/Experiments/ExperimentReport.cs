@@ -1,9 +1,10 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
-using ProxyRobust.Experiments;
+using ProxyRobust.Core;
+using ProxyRobust.Reporting;
 
-namespace ProxyRobust.Reporting;
+namespace ProxyRobust.Experiments;
 
 /// <summary>
 /// Rebuilds an experiment's report (report.md and its PNG plots) from experiment.json alone, so any figure in the docs can
@@ -17,20 +18,20 @@ public static class ExperimentReport
     public static string Write(string root)
     {
         var path = Path.Combine(root, Experiment.FileName);
-        if (!File.Exists(path)) throw new Data.DataFormatException(path, "no experiment.json here (run demo or sweep first)");
+        if (!File.Exists(path)) throw new DataFormatException(path, "no experiment.json here (run demo or sweep first)");
         JsonObject exp;
         try { exp = JsonNode.Parse(File.ReadAllText(path))!.AsObject(); }
         catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException)
         {
-            throw new Data.DataFormatException(path, $"not a readable experiment file ({e.Message})");
+            throw new DataFormatException(path, $"not a readable experiment file ({e.Message})");
         }
         var cells = exp["cells"]?.AsArray().Select(c => c!.AsObject()).ToList()
-                    ?? throw new Data.DataFormatException(path, "no 'cells' array");
+                    ?? throw new DataFormatException(path, "no 'cells' array");
         var md = (string?)exp["kind"] switch
         {
             "port-demo" => Demo(root, exp, cells),
             "sweep" => Sweep(root, exp, cells),
-            var k => throw new Data.DataFormatException(path, $"unknown experiment kind '{k}'"),
+            var k => throw new DataFormatException(path, $"unknown experiment kind '{k}'"),
         };
         var report = Path.Combine(root, "report.md");
         AtomicFile.WriteAllText(report, md);
@@ -56,17 +57,6 @@ public static class ExperimentReport
         let p = cells.FirstOrDefault(c => Par(c, "seed") == seed && Model(c) == "PORT")
         where b is not null && p is not null
         select (seed, b!, p!);
-
-    /// <summary>Mean difference b - a of paired 0/1 outcomes, with a normal-approximation 95% interval (in points of %).</summary>
-    public static (double Gain, double Low, double High) PairedGain(bool[] a, bool[] b)
-    {
-        if (a.Length != b.Length || a.Length == 0) return (double.NaN, double.NaN, double.NaN);
-        var d = a.Zip(b, (x, y) => (y ? 1.0 : 0.0) - (x ? 1.0 : 0.0)).ToArray();
-        double mean = d.Average();
-        double sd = Math.Sqrt(d.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, d.Length - 1));
-        double half = Training.Stats.Z95 * sd / Math.Sqrt(d.Length);
-        return (100 * mean, 100 * (mean - half), 100 * (mean + half));
-    }
 
     private static string Header(JsonObject exp, string title)
     {
@@ -113,7 +103,7 @@ public static class ExperimentReport
             {
                 JsonNode? Src(JsonObject c) => sub is null ? c["evaluation"] : c["evaluation"]![sub];
                 if (Src(baseline) is not { } bs || Src(port) is not { } ps) continue;
-                var (g, lo, hi) = PairedGain(Experiment.ParseBits((string?)bs[key]), Experiment.ParseBits((string?)ps[key]));
+                var (g, lo, hi) = Stats.PairedGain(Experiment.ParseBits((string?)bs[key]), Experiment.ParseBits((string?)ps[key]));
                 gains.Add((metric, g));
                 sb.AppendLine($"- seed {seed}, {metric}: **{Signed(g)}** points (95% CI {F(lo)} to {F(hi)}, n = {Experiment.ParseBits((string?)bs[key]).Length})");
             }
@@ -178,7 +168,7 @@ public static class ExperimentReport
         sb.AppendLine();
         foreach (var (seed, b, p) in Pairs(cells))
         {
-            var (g, lo, hi) = PairedGain(Radii(b).Select(r => r >= 0.5).ToArray(), Radii(p).Select(r => r >= 0.5).ToArray());
+            var (g, lo, hi) = Stats.PairedGain(Radii(b).Select(r => r >= 0.5).ToArray(), Radii(p).Select(r => r >= 0.5).ToArray());
             sb.AppendLine($"- seed {seed}, certified accuracy at r = 0.5: **{Signed(g)}** points (paired 95% CI {F(lo)} to {F(hi)}, n = {Radii(b).Length})");
         }
         sb.AppendLine();
@@ -220,7 +210,7 @@ public static class ExperimentReport
             {
                 string Gain(string key)
                 {
-                    var (g, lo, hi) = PairedGain(Experiment.ParseBits((string?)b["evaluation"]![key]), Experiment.ParseBits((string?)c["evaluation"]![key]));
+                    var (g, lo, hi) = Stats.PairedGain(Experiment.ParseBits((string?)b["evaluation"]![key]), Experiment.ParseBits((string?)c["evaluation"]![key]));
                     return $"{Signed(g)} ({F(lo)} to {F(hi)})";
                 }
                 sb.AppendLine($"- {Par(c, "real")} real + {Par(c, "synthetic")} proxy, seed {Par(c, "seed")}: PGD-20 **{Gain("pgd20Hits")}**, clean {Gain("cleanHits")}");
