@@ -120,7 +120,9 @@ class WideResNet(nn.Module):
 class Classifier(nn.Module):
     def __init__(self, arch):
         super().__init__()
-        name, c, h, w, k = arch["Name"], arch["InChannels"], arch["Height"], arch["Width"], arch["NumClasses"]
+        # camelCase since export format 2 (ProxyRobust's JSON convention); PascalCase in format 1
+        a = {key[0].lower() + key[1:]: value for key, value in arch.items()}
+        name, c, h, w, k = a["name"], a["inChannels"], a["height"], a["width"], a["numClasses"]
         self.normalize = Normalize(c)
         if name == "small-cnn":
             self.net = SmallCnn(c, h, w, k)

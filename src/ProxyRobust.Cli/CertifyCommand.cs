@@ -1,28 +1,24 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text;
-using System.Text.Json.Nodes;
 using ProxyRobust.Certification;
-using ProxyRobust.Data;
-using ProxyRobust.Training;
-using TorchSharp;
 using ProxyRobust.Core;
+using ProxyRobust.Experiments;
 
 namespace ProxyRobust.Cli;
 
 internal static class CertifyCommand
 {
-    public static Command Create()
+    public static Command Create(CancellationToken cancel)
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "base classifier (trained with --method gaussian)", Required = true };
         var data = Shared.Data("data to certify (same forms as for train)");
         var labels = Shared.Labels();
-        var split = new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => "test" };
-        var sigma = new Option<double>("--sigma") { Description = "noise level of the smoothed classifier", Required = true };
-        var n0 = new Option<int>("--n0") { Description = "noise samples to select the top class", DefaultValueFactory = _ => 100 };
-        var n = new Option<int>("--n") { Description = "noise samples to estimate its probability", DefaultValueFactory = _ => 100_000 };
-        var alpha = new Option<double>("--alpha") { Description = "failure probability of each certificate", DefaultValueFactory = _ => 0.001 };
-        var count = new Option<int?>("--n-examples") { Description = "certify a seeded, class-balanced subset of this many points" };
+        var split = Shared.Split();
+        var sigma = new Option<double>("--sigma") { Description = "noise level of the smoothed classifier", Required = true }.Positive();
+        var n0 = new Option<int>("--n0") { Description = "noise samples to select the top class", DefaultValueFactory = _ => 100 }.Positive();
+        var n = new Option<int>("--n") { Description = "noise samples to estimate its probability", DefaultValueFactory = _ => 100_000 }.Positive();
+        var alpha = new Option<double>("--alpha") { Description = "failure probability of each certificate", DefaultValueFactory = _ => 0.001 }
+            .Between(0, 1, open: true);
+        var count = new Option<int?>("--n-examples") { Description = "certify a seeded, class-balanced subset of this many points" }.Positive();
         var batch = Shared.BatchSize(100); // noise copies per forward: 64-100 is fastest on CPU (bench/RESULTS.md, 2x faster than 1000)
         var tsv = new Option<string>("--out") { Description = "per-example TSV (idx, label, predict, radius, correct, time), as the original tool writes", Required = true };
         var json = new Option<string?>("--json") { Description = "summary JSON (default: the TSV's name with .json)" };
@@ -40,71 +36,28 @@ internal static class CertifyCommand
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
-            Shared.StartTorch(p.GetValue(threads));
-            double s = p.GetValue(sigma), a = p.GetValue(alpha);
-            if (s <= 0) throw new UsageException($"--sigma must be positive, got {s}");
-            if (a is <= 0 or >= 1) throw new UsageException($"--alpha must be in (0,1), got {a}");
-            int k0 = TrainCommand.Positive(p.GetValue(n0), "--n0"), k = TrainCommand.Positive(p.GetValue(n), "--n");
-            // Read the curves to compare with first: a bad file fails before the long certification, not after.
-            var others = p.GetValue(compare)!.Select(f => (Label: Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(f))) + "/" + Path.GetFileNameWithoutExtension(f),
-                                                            Curve: CertificationRun.ReadCurve(f))).ToList();
-            var dev = torch.device(p.GetValue(device)!);
-            using var opened = Shared.OpenModelAndData(p.GetValue(checkpoint)!, ema: false, p.GetValue(data), p.GetValue(split)!,
-                                                       p.GetValue(labels), p.GetValue(count), p.GetValue(seed), dev);
-            var (model, dataset) = (opened.Model, opened.Points);
-            if (p.GetValue(savePoints) is { } pointsPath) Shared.SavePoints(dataset, pointsPath);
-
-            // Each certified point is appended to OUT.partial as it finishes; --resume continues from it (every point has
-            // its own seed, so a resumed run gives the same certificates as an uninterrupted one).
-            var tsvPath = p.GetValue(tsv)!;
-            var partial = tsvPath + ".partial";
-            var earlier = p.GetValue(resume) && File.Exists(partial) ? CertificationRun.ReadTsv(partial, dataset.Count) : [];
-            if (earlier.Count > 0) Console.WriteLine($"resuming: {earlier.Count} of {dataset.Count} points already certified in {partial}");
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(partial))!);
-            File.WriteAllText(partial, CertificationRun.TsvHeader + "\n" + string.Concat(earlier.Select(e => CertificationRun.TsvLine(e) + "\n")));
-            var examples = ProgressView.Count("certify", dataset.Count, progress =>
+            var request = new CertifyRequest
             {
-                var list = new List<CertifiedExample>(earlier);
-                var done = earlier.Select(e => e.Index).ToHashSet();
-                foreach (var e in CertificationRun.Certify(model, dataset, s, k0, k, a, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev,
-                                                           p.GetValue(seed), skip: done))
-                {
-                    list.Add(e);
-                    File.AppendAllText(partial, CertificationRun.TsvLine(e) + "\n");
-                    progress.Report((list.Count, dataset.Count));
-                }
-                return list.OrderBy(e => e.Index).ToList();
-            });
-            var summary = CertificationRun.Summarise(examples, s, k0, k, a);
-
-            var text = new StringBuilder(CertificationRun.TsvHeader + "\n");
-            foreach (var e in examples) text.Append(CertificationRun.TsvLine(e)).Append('\n');
-            AtomicFile.WriteAllText(tsvPath, text.ToString());
-            File.Delete(partial);
-            var node = new JsonObject
-            {
-                ["checkpoint"] = p.GetValue(checkpoint), ["data"] = dataset.Source, ["points"] = summary.Points, ["sigma"] = s, ["n0"] = k0, ["n"] = k,
-                ["alpha"] = a, ["seed"] = p.GetValue(seed), ["abstentionRate"] = summary.AbstentionRate,
-                ["averageCertifiedRadius"] = summary.AverageCertifiedRadius,
-                ["certifiedAccuracy"] = new JsonArray(summary.CertifiedAccuracy.Select(r => (JsonNode)new JsonObject { ["radius"] = r.Radius, ["accuracy"] = r.Accuracy }).ToArray()),
-                ["seconds"] = examples.Sum(e => e.Seconds),
+                Checkpoint = p.GetValue(checkpoint)!, Data = p.GetValue(data), Split = Shared.SplitOf(p.GetValue(split)!), Labels = p.GetValue(labels),
+                Examples = p.GetValue(count),
+                Settings = new CertifySettings(p.GetValue(sigma), p.GetValue(n0), p.GetValue(n), p.GetValue(alpha), p.GetValue(batch), p.GetValue(seed)),
+                Device = p.GetValue(device)!, Output = p.GetValue(tsv)!, Json = p.GetValue(json), Plot = p.GetValue(plot),
+                Compare = p.GetValue(compare)!, Label = p.GetValue(label), SavePoints = p.GetValue(savePoints), Resume = p.GetValue(resume),
             };
-            AtomicFile.WriteAllText(p.GetValue(json) ?? Path.ChangeExtension(tsvPath, ".json"), node.ToJsonString(Checkpoint.Json));
-
-            var plotPath = p.GetValue(plot) ?? Path.ChangeExtension(tsvPath, ".png");
-            var mine = p.GetValue(label) ?? Path.GetFileName(Path.GetFullPath(p.GetValue(checkpoint)!).TrimEnd('/'));
-            ProxyRobust.Reporting.Plots.CertifiedAccuracy(
-                new[] { ($"{mine} (sigma {s})", summary.CertifiedAccuracy) }.Concat(others.Select(o => (o.Label, o.Curve))), plotPath);
-
+            Shared.StartTorch(p.GetValue(threads));
+            var outcome = ProgressView.Stages("certify", progress => CertifyRun.Execute(request, progress.Phase("points"), cancel));
+            if (outcome.Resumed > 0)
+                Console.WriteLine($"resumed: {outcome.Resumed} of {outcome.Summary.Points} points already certified before the interruption");
+            var (s, summary) = (request.Settings, outcome.Summary);
             var rows = new List<(string, string)>
             {
-                ("model", model.Spec.ToString()), ("points", summary.Points.ToString()), ("sigma / n0 / n / alpha", $"{s} / {k0} / {k} / {a}"),
+                ("model", outcome.Model), ("points", summary.Points.ToString()), ("sigma / n0 / n / alpha", $"{s.Sigma} / {s.N0} / {s.N} / {s.Alpha}"),
                 ("abstained", $"{summary.AbstentionRate:P1}"), ("average certified radius", $"{summary.AverageCertifiedRadius:F3}"),
             };
             foreach (var (r, acc) in summary.CertifiedAccuracy.Where(r => r.Radius <= 2.0))
                 rows.Add(($"certified accuracy at r = {r:F2}", $"{acc:P1}"));
-            rows.Add(("per-example TSV", tsvPath));
-            rows.Add(("plot", plotPath));
+            rows.Add(("per-example TSV", request.Output));
+            rows.Add(("plot", request.PlotPath));
             Shared.Table("certification", rows);
             return ExitCodes.Ok;
         }));

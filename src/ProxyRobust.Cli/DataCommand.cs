@@ -1,6 +1,5 @@
 using System.CommandLine;
-using ProxyRobust.Data;
-using ProxyRobust.Reporting;
+using ProxyRobust.Experiments;
 
 namespace ProxyRobust.Cli;
 
@@ -10,27 +9,23 @@ internal static class DataCommand
     {
         var data = Shared.Data("data set: 'fashion-mnist', an IDX/CIFAR/image folder, or an images .npy/.bin");
         var labels = Shared.Labels();
-        var split = new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => "train" };
+        var split = Shared.Split("train");
         var grid = new Option<string>("--grid") { Description = "where to write a PNG grid of samples (one row per class)", DefaultValueFactory = _ => "samples.png" };
         var info = new Command("info", "Shape, classes, counts and a PNG grid of samples of a data set.") { data, labels, split, grid };
         info.SetAction(p => ExitCodes.Guard(() =>
         {
-            using var ds = DatasetLoader.Load(p.GetValue(data), Shared.ParseSplit(p.GetValue(split)!), p.GetValue(labels));
-            var counts = ds.ClassCounts();
+            var d = DataInfoRun.Execute(new DataInfoRequest(p.GetValue(data), Shared.SplitOf(p.GetValue(split)!), p.GetValue(labels), p.GetValue(grid)!));
             var rows = new List<(string, string)>
             {
-                ("source", ds.Source),
-                ("images", ds.Count.ToString()),
-                ("shape (H x W x C)", $"{ds.Height} x {ds.Width} x {ds.Channels}"),
-                ("classes", ds.NumClasses.ToString()),
+                ("source", d.Source),
+                ("images", d.Images.ToString()),
+                ("shape (H x W x C)", $"{d.Height} x {d.Width} x {d.Channels}"),
+                ("classes", d.ClassNames.Count.ToString()),
             };
-            for (int c = 0; c < ds.NumClasses; c++) rows.Add(($"  {c}: {ds.ClassNames[c]}", counts[c].ToString()));
-            var (mean, std) = DatasetStats.ChannelMeanStd(ds);
-            rows.Add(("channel mean", string.Join(", ", mean.Select(m => m.ToString("F4")))));
-            rows.Add(("channel std", string.Join(", ", std.Select(s => s.ToString("F4")))));
-            var gridPath = p.GetValue(grid)!;
-            ImageGrid.WritePng(ds.SamplesPerClass(10), ds.Height, ds.Width, ds.Channels, gridPath);
-            rows.Add(("sample grid", gridPath));
+            for (int c = 0; c < d.ClassNames.Count; c++) rows.Add(($"  {c}: {d.ClassNames[c]}", d.ClassCounts[c].ToString()));
+            rows.Add(("channel mean", string.Join(", ", d.ChannelMean.Select(m => m.ToString("F4")))));
+            rows.Add(("channel std", string.Join(", ", d.ChannelStd.Select(s => s.ToString("F4")))));
+            rows.Add(("sample grid", d.Grid));
             Shared.Table("data", rows);
             return ExitCodes.Ok;
         }));

@@ -1,8 +1,5 @@
 using System.CommandLine;
-using ProxyRobust.Export;
-using ProxyRobust.Reporting;
-using ProxyRobust.Training;
-using ProxyRobust.Core;
+using ProxyRobust.Experiments;
 
 namespace ProxyRobust.Cli;
 
@@ -21,12 +18,11 @@ internal static class ExportCommand
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
+            var request = new ExportRequest(p.GetValue(checkpoint)!, p.GetValue(format) == "onnx" ? ExportFormat.Onnx : ExportFormat.Safetensors,
+                                            p.GetValue(output)!, p.GetValue(ema));
             Shared.StartTorch(1);
-            using var model = Checkpoint.LoadClassifier(p.GetValue(checkpoint)!, p.GetValue(ema));
-            model.eval();
-            var bytes = p.GetValue(format) == "onnx" ? ModelExport.ToOnnx(model) : ModelExport.ToSafetensors(model, ModelExport.Metadata(model));
-            AtomicFile.WriteAllBytes(p.GetValue(output)!, bytes);
-            Console.WriteLine($"wrote {p.GetValue(output)} ({bytes.Length / 1024.0 / 1024.0:F1} MB, {p.GetValue(format)}, {model.Spec})");
+            var o = ExportRun.Execute(request);
+            Console.WriteLine($"wrote {o.Output} ({o.Bytes / 1024.0 / 1024.0:F1} MB, {p.GetValue(format)}, {o.Model})");
             return ExitCodes.Ok;
         }));
         return cmd;

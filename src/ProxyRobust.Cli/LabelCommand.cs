@@ -1,8 +1,6 @@
 using System.CommandLine;
-using ProxyRobust.Data;
-using ProxyRobust.Generative;
-using ProxyRobust.Training;
-using TorchSharp;
+using ProxyRobust.Core;
+using ProxyRobust.Experiments;
 
 namespace ProxyRobust.Cli;
 
@@ -14,6 +12,12 @@ internal static class LabelCommand
         var input = new Option<string>("--in") { Description = "unlabeled images: uint8 N x H x W x C .npy, or raw .bin", Required = true };
         var output = new Option<string?>("--out") { Description = "synthetic store to write (STORE.npy + STORE.labels.npy + STORE.confidence.npy); default: labels beside --in" };
         var shape = new Option<string>("--shape") { Description = "H x W x C of the images of a raw .bin", DefaultValueFactory = _ => "32x32x3" };
+        shape.Validators.Add(r =>
+        {
+            var dims = r.GetValueOrDefault<string>()?.Split('x') ?? [];
+            if (dims.Length != 3 || !dims.All(d => int.TryParse(d, out var v) && v > 0))
+                r.AddError($"--shape must look like 32x32x3, not '{r.GetValueOrDefault<string>()}'");
+        });
         var batch = Shared.BatchSize(512);
         var device = Shared.Device();
         var threads = Shared.Threads();
@@ -23,35 +27,14 @@ internal static class LabelCommand
         };
         cmd.SetAction(p => ExitCodes.Guard(() =>
         {
+            var dims = p.GetValue(shape)!.Split('x').Select(int.Parse).ToArray();
+            var request = new LabelRequest(p.GetValue(classifier)!, p.GetValue(input)!, p.GetValue(output), (dims[0], dims[1], dims[2]),
+                                           p.GetValue(batch), p.GetValue(device)!);
             Shared.StartTorch(p.GetValue(threads));
-            var dims = p.GetValue(shape)!.Split('x');
-            if (dims.Length != 3 || !dims.All(d => int.TryParse(d, out var v) && v > 0))
-                throw new UsageException($"--shape must look like 32x32x3, not '{p.GetValue(shape)}'");
-            var dev = torch.device(p.GetValue(device)!);
-            using var model = Checkpoint.LoadClassifier(p.GetValue(classifier)!);
-            model.to(dev);
-            var inPath = p.GetValue(input)!;
-            using var images = NpyDataset.ReadUnlabeled(inPath, (int.Parse(dims[0]), int.Parse(dims[1]), int.Parse(dims[2])));
-            var labels = ProgressView.Count("label", images.Count, progress =>
-                PseudoLabeler.Label(model, images, TrainCommand.Positive(p.GetValue(batch), "--batch-size"), dev, progress));
-
-            var outPath = p.GetValue(output);
-            string stem;
-            if (outPath is null || Path.GetFullPath(outPath) == Path.GetFullPath(inPath))
-                stem = Path.ChangeExtension(inPath, null);
-            else
-            {
-                stem = Path.ChangeExtension(outPath, null);
-                NpyDataset.Write(images, stem + ".npy", labelsPath: null);
-            }
-            Npy.WriteLabels(stem + ".labels.npy", labels.Predicted);
-            Npy.WriteFloats(stem + ".confidence.npy", [labels.Confidence.Length], labels.Confidence);
-
-            var counts = new int[model.Spec.NumClasses];
-            foreach (var l in labels.Predicted) counts[l]++;
-            var rows = new List<(string, string)> { ("images", images.Count.ToString()), ("labels", stem + ".labels.npy"), ("confidence", stem + ".confidence.npy") };
-            rows.Add(("mean confidence", $"{(labels.Confidence.Length == 0 ? 0 : labels.Confidence.Average()):P1}"));
-            for (int c = 0; c < counts.Length; c++) rows.Add(($"  class {c}", counts[c].ToString()));
+            var o = ProgressView.Stages("label", progress => LabelRun.Execute(request, progress.Phase("images")));
+            var rows = new List<(string, string)> { ("images", o.Images.ToString()), ("labels", o.LabelsPath), ("confidence", o.ConfidencePath) };
+            rows.Add(("mean confidence", $"{o.MeanConfidence:P1}"));
+            for (int c = 0; c < o.ClassCounts.Length; c++) rows.Add(($"  class {c}", o.ClassCounts[c].ToString()));
             Shared.Table("pseudo-labels", rows);
             return ExitCodes.Ok;
         }));

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using ProxyRobust.Experiments;
-using ProxyRobust.Reporting;
 
 namespace ProxyRobust.Cli;
 

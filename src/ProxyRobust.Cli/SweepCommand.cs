@@ -1,28 +1,23 @@
 using System.CommandLine;
 using System.Globalization;
 using ProxyRobust.Experiments;
-using ProxyRobust.Reporting;
 
 namespace ProxyRobust.Cli;
 
-/// <summary>
-/// The paper's sample-complexity study: a grid of PORT runs over real images x proxy images x gamma x eps x seeds. Each
-/// cell is a resumable run in OUT/cells/NAME; finished cells are skipped, so a killed sweep continues where it stopped.
-/// Cells can be spread over processes or machines sharing OUT (--worker i/n) or run one per invocation (--cell NAME).
-/// </summary>
+/// <summary>The sample-complexity sweep (see <see cref="Sweep"/>): parse the grid, run this process's share, report.</summary>
 internal static class SweepCommand
 {
-    public static Command Create()
+    public static Command Create(CancellationToken cancel)
     {
         var real = new Option<string>("--real") { Description = "real training images per cell (comma-separated)", DefaultValueFactory = _ => "250,500,1000" };
         var synthetic = new Option<string>("--synthetic") { Description = "proxy images per cell (0: real only; held-out real images serve as the proxy)", DefaultValueFactory = _ => "0,2000,20000" };
         var gamma = new Option<string>("--gamma") { Description = "weight of the proxy part of the loss", DefaultValueFactory = _ => "0.5" };
         var eps = new Option<string>("--eps") { Description = "l-inf budget for training and PGD-20 evaluation", DefaultValueFactory = _ => "0.1" };
         var seeds = new Option<string>("--seeds") { Description = "training seeds", DefaultValueFactory = _ => "0" };
-        var epochs = new Option<int>("--epochs") { Description = "epochs over the real images", DefaultValueFactory = _ => 40 };
-        var evalSize = new Option<int>("--eval-size") { Description = "test points (the same for every cell)", DefaultValueFactory = _ => 1000 };
-        var valSize = new Option<int>("--val-size") { Description = "held-out validation images (robust accuracy each epoch)", DefaultValueFactory = _ => 500 };
-        var aaPoints = new Option<int>("--autoattack-points") { Description = "also run AutoAttack (standard) on this many of the test points", DefaultValueFactory = _ => 0 };
+        var epochs = new Option<int>("--epochs") { Description = "epochs over the real images", DefaultValueFactory = _ => 40 }.Positive();
+        var evalSize = new Option<int>("--eval-size") { Description = "test points (the same for every cell)", DefaultValueFactory = _ => 1000 }.Positive();
+        var valSize = new Option<int>("--val-size") { Description = "held-out validation images (robust accuracy each epoch)", DefaultValueFactory = _ => 500 }.Positive();
+        var aaPoints = new Option<int>("--autoattack-points") { Description = "also run AutoAttack (standard) on this many of the test points", DefaultValueFactory = _ => 0 }.NonNegative();
         var output = new Option<string>("--out") { Description = "experiment folder", Required = true };
         var worker = new Option<string?>("--worker") { Description = "i/n: run only cells i, i+n, i+2n, ... (several processes or machines sharing --out)" };
         var cellName = new Option<string?>("--cell") { Description = "run only this cell (for a batch scheduler); --list shows the names" };
@@ -36,37 +31,25 @@ internal static class SweepCommand
         {
             var settings = new ExperimentSettings
             {
-                Epochs = TrainCommand.Positive(p.GetValue(epochs), "--epochs"), EvalPoints = TrainCommand.Positive(p.GetValue(evalSize), "--eval-size"),
-                ValSize = TrainCommand.Positive(p.GetValue(valSize), "--val-size"), AutoAttackPoints = Math.Max(0, p.GetValue(aaPoints)),
+                Epochs = p.GetValue(epochs), EvalPoints = p.GetValue(evalSize), ValSize = p.GetValue(valSize), AutoAttackPoints = p.GetValue(aaPoints),
             };
-            var cells = (from r in Ints(p.GetValue(real)!, "--real")
-                         from s in Ints(p.GetValue(synthetic)!, "--synthetic", allowZero: true)
-                         from g in Doubles(p.GetValue(gamma)!, "--gamma")
-                         from e in Doubles(p.GetValue(eps)!, "--eps")
-                         from seed in Ints(p.GetValue(seeds)!, "--seeds", allowZero: true)
-                         select new ExperimentCell($"r{r}-p{s}-g{g.ToString(CultureInfo.InvariantCulture)}-e{e.ToString(CultureInfo.InvariantCulture)}-s{seed}",
-                                                   r, s, g, e, seed)).ToList();
-            var root = p.GetValue(output)!;
+            var grid = new SweepGrid(Ints(p.GetValue(real)!, "--real"), Ints(p.GetValue(synthetic)!, "--synthetic", allowZero: true),
+                                     Doubles(p.GetValue(gamma)!, "--gamma", max: 1), Doubles(p.GetValue(eps)!, "--eps"),
+                                     Ints(p.GetValue(seeds)!, "--seeds", allowZero: true));
+            var command = "proxyrobust " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1));
+            var plan = Sweep.Plan(grid, settings, p.GetValue(output)!, command);
             if (p.GetValue(list))
             {
-                foreach (var c in cells) Console.WriteLine($"{c.Name}\t{(Experiment.Record(root, c) is null ? "todo" : "done")}");
+                foreach (var c in plan.Cells) Console.WriteLine($"{c.Name}\t{(Experiment.Record(plan.Root, c) is null ? "todo" : "done")}");
                 return ExitCodes.Ok;
             }
-            Experiment.CheckSameSettings(root, settings);
             var (index, count) = ParseWorker(p.GetValue(worker));
-            var mine = cells.Where((c, i) => i % count == index && (p.GetValue(cellName) is not { } only || c.Name == only)).ToList();
-            if (p.GetValue(cellName) is { } name && mine.Count == 0 && cells.All(c => c.Name != name))
+            if (p.GetValue(cellName) is { } name && plan.Cells.All(c => c.Name != name))
                 throw new UsageException($"--cell: no cell named '{name}' (see --list)");
+            var mine = Sweep.Share(plan, index, count, p.GetValue(cellName));
             Shared.StartTorch(p.GetValue(threads));
-            var command = "proxyrobust " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1));
-            foreach (var cell in mine)
-            {
-                ProgressView.Train(cell.Name, progress => Experiment.RunCell(root, settings, cell, Experiment.Logger(root), progress));
-                Experiment.SaveFinished(root, "sweep", command, settings, cells);
-            }
-            var finished = Experiment.SaveFinished(root, "sweep", command, settings, cells); // also other workers' cells
-            var report = ExperimentReport.Write(root);
-            Console.WriteLine($"{finished.Count} of {cells.Count} cells done; report: {report}");
+            var outcome = ExperimentRunner.Run(plan, mine, new ProgressView.ExperimentView(), cancel);
+            Console.WriteLine($"{outcome.Finished} of {outcome.Planned} cells done; report: {outcome.Report}");
             return ExitCodes.Ok;
         }));
         return cmd;
@@ -88,11 +71,11 @@ internal static class SweepCommand
         return values.Count > 0 ? values : throw new UsageException($"{name} needs at least one value");
     }
 
-    private static List<double> Doubles(string s, string name)
+    private static List<double> Doubles(string s, string name, double max = double.PositiveInfinity)
     {
         var values = s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v =>
-            double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && x > 0
-                ? x : throw new UsageException($"{name}: '{v}' is not a positive number")).Distinct().ToList();
+            double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && x > 0 && x <= max
+                ? x : throw new UsageException($"{name}: '{v}' is not a number in (0, {max}]")).Distinct().ToList();
         return values.Count > 0 ? values : throw new UsageException($"{name} needs at least one value");
     }
 }

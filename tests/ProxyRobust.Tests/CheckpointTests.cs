@@ -7,6 +7,8 @@ using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
+using ProxyRobust.Core;
+
 namespace ProxyRobust.Tests;
 
 public sealed class CheckpointTests
@@ -62,8 +64,8 @@ public sealed class CheckpointTests
     }
 
     /// <summary>
-    /// Kill-and-resume: the interrupted run stops after step <paramref name="killAfter"/> (work since its last checkpoint is lost,
-    /// as with a killed process), resumes, and must end with the uninterrupted run's weights.
+    /// Interrupt-and-resume: the run is cancelled after step <paramref name="killAfter"/> (it saves OUT/last.* at the step it
+    /// reached), resumes, and must end with the uninterrupted run's weights.
     /// </summary>
     private static void AssertResumeMatches(Func<string, TrainRunConfig> config, int killAfter)
     {
@@ -71,7 +73,7 @@ public sealed class CheckpointTests
         var straight = TrainRun.Execute(config(tmp.File("straight")));
 
         using var cts = new CancellationTokenSource();
-        var stopper = new SyncProgress(p => { if (p.Step == killAfter) cts.Cancel(); });
+        var stopper = new Reporter<TrainProgress>(p => { if (p.Step == killAfter) cts.Cancel(); });
         Assert.ThrowsAny<OperationCanceledException>(() => TrainRun.Execute(config(tmp.File("resumed")), stopper, cts.Token));
         Assert.False(File.Exists(tmp.File("resumed/final.json")));
         var resumed = TrainRun.Execute(config(tmp.File("resumed")) with { Resume = true });
@@ -86,11 +88,6 @@ public sealed class CheckpointTests
         }
         Assert.Equal(straight.Training.History.Count, resumed.Training.History.Count);
         Assert.Equal(straight.TestAccuracy, resumed.TestAccuracy);
-    }
-
-    private sealed class SyncProgress(Action<TrainProgress> a) : IProgress<TrainProgress>
-    {
-        public void Report(TrainProgress value) => a(value);
     }
 
     [Fact]
@@ -126,14 +123,14 @@ public sealed class CheckpointTests
             Options = new TrainOptions { Epochs = 2, BatchSize = 64, CheckpointEverySteps = 1, Seed = 3 },
         };
         using var cts = new CancellationTokenSource();
-        var stopper = new SyncProgress(p => { if (p.Step == 2) cts.Cancel(); });
+        var stopper = new Reporter<TrainProgress>(p => { if (p.Step == 2) cts.Cancel(); });
         Assert.ThrowsAny<OperationCanceledException>(() => TrainRun.Execute(Config(), stopper, cts.Token));
         var before = File.ReadAllBytes(tmp.File("run/last.safetensors"));
 
         var e = Assert.Throws<CheckpointException>(() => TrainRun.Execute(Config() with { Gamma = 0.3, Synthetic = "holdout:512", Resume = true }));
         Assert.Contains("last.json", e.Message);
-        Assert.Contains("Gamma 0.5 -> 0.3", e.Message);
-        Assert.Contains("Synthetic \"holdout:256\" -> \"holdout:512\"", e.Message);
+        Assert.Contains("gamma 0.5 -> 0.3", e.Message);
+        Assert.Contains("synthetic \"holdout:256\" -> \"holdout:512\"", e.Message);
         Assert.Equal(before, File.ReadAllBytes(tmp.File("run/last.safetensors")));
         // the same settings (and a different attack chunking, which gives the same result) resume
         Assert.Equal(2, TrainRun.Execute(Config() with { Resume = true, AttackChunk = 16 }).Training.History.Count);

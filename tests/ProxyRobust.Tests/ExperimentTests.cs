@@ -60,8 +60,8 @@ public sealed class ExperimentTests
         foreach (var cell in cells)
         {
             var e = cell!["evaluation"]!;
-            var clean = Experiment.ParseBits((string?)e["cleanHits"]);
-            var robust = Experiment.ParseBits((string?)e["pgd20Hits"]);
+            var clean = Bits.Parse((string?)e["cleanHits"]);
+            var robust = Bits.Parse((string?)e["pgd20Hits"]);
             Assert.Equal(50, clean.Length);
             Assert.Equal(50, robust.Length);
             // A point that survives the attack is classified correctly when clean (the attack starts from it).
@@ -79,7 +79,7 @@ public sealed class ExperimentTests
         var md = File.ReadAllText(Path.Combine(dir, "report.md"));
         Assert.Contains("| 200 | 400 |", md);
         // the paired gain of a proxy cell over its real-only cell, counted here from the stored per-point outcomes
-        int RobustPoints(int real, int synthetic) => Experiment.ParseBits((string?)cells.Single(c =>
+        int RobustPoints(int real, int synthetic) => Bits.Parse((string?)cells.Single(c =>
             (int)c!["parameters"]!["real"]! == real && (int)c!["parameters"]!["synthetic"]! == synthetic)!["evaluation"]!["pgd20Hits"]).Count(h => h);
         double gain = 100.0 * (RobustPoints(200, 400) - RobustPoints(200, 0)) / 50;
         Assert.Contains($"- 200 real + 400 proxy, seed 0: PGD-20 **{(gain >= 0 ? "+" : "")}{gain.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)} (", md);
@@ -110,16 +110,16 @@ public sealed class ExperimentTests
         Assert.Contains("| baseline | 0 | 150 | 0 |", md);
         Assert.Contains("| PORT | 0 | 150 | 600 |", md);
         // The stated PGD-20 gain equals the difference of the two models' accuracies on the same points.
-        var evals = records.Take(2).Select(r => r["evaluation"]!).ToArray();
-        double expected = 100 * (evals[1]["pgd20"]!.GetValue<double>() - evals[0]["pgd20"]!.GetValue<double>());
+        var evals = records.Take(2).Select(r => r.Evaluation).ToArray();
+        double expected = 100 * (evals[1].Pgd20!.Value - evals[0].Pgd20!.Value);
         var line = md.Split('\n').Single(l => l.Contains("seed 0, PGD-20:"));
         Assert.Contains($"{(expected >= 0 ? "+" : "")}{expected.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)}** points", line);
         Assert.Contains("seed 0, AutoAttack:", md);
         foreach (var e in evals)
         {
             // AutoAttack runs on the first 20 of the same points: it should not leave more robust points than PGD-20 there
-            var pgd = Experiment.ParseBits((string?)e["pgd20Hits"]);
-            var aa = Experiment.ParseBits((string?)e["autoattack"]!["hits"]);
+            var pgd = Bits.Parse(e.Pgd20Hits);
+            var aa = Bits.Parse(e.AutoAttack!.Hits);
             Assert.Equal(20, aa.Length);
             Assert.True(aa.Count(h => h) <= pgd.Take(20).Count(h => h) + 1, "AutoAttack much weaker than PGD-20 on the same points");
         }
@@ -128,7 +128,7 @@ public sealed class ExperimentTests
         double cap = 0.25 * Certification.SmoothingStatistics.NormalQuantile(Math.Pow(0.001, 1.0 / 300));
         foreach (var r in records.Skip(2))
         {
-            var radii = r["evaluation"]!["certify"]!["radii"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+            var radii = r.Evaluation.Certify!.Radii;
             Assert.Equal(12, radii.Length);
             Assert.All(radii, x => Assert.True(x == -1 || (x >= 0 && x <= cap + 1e-4), $"radius {x}"));
         }

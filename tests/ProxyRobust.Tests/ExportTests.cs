@@ -9,6 +9,8 @@ using ProxyRobust.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
+using ProxyRobust.Core;
+
 namespace ProxyRobust.Tests;
 
 public sealed class ExportTests
@@ -62,7 +64,7 @@ public sealed class ExportTests
         // Parse the format by hand (header length, JSON header, offsets) ...
         long headerLength = (long)BitConverter.ToUInt64(bytes, 0);
         var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLength))!.AsObject();
-        var arch = JsonSerializer.Deserialize<ArchSpec>((string)header["__metadata__"]!["arch"]!)!;
+        var arch = JsonFiles.FromNode<ArchSpec>(JsonNode.Parse((string)header["__metadata__"]!["arch"]!))!;
         Assert.Equal(model.Spec, arch);
         var state = model.state_dict();
         Assert.Equal(state.Count, header.Count - 1);

@@ -65,8 +65,13 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
 
     /// <param name="only">run only these component keys (null: all of the version)</param>
     /// <param name="progress">(component key, points done, points to attack)</param>
+    /// <param name="statePath">
+    /// where to keep the run's state after every batch (see <see cref="AutoAttackState"/>); when it holds the state of the same
+    /// run, the run continues from it and ends with the same result as an uninterrupted one. Removed when the run finishes.
+    /// </param>
     public AutoAttackResult Run(Classifier model, ImageDataset data, Device device, IReadOnlyCollection<string>? only = null,
-                                IProgress<(string Attack, int Done, int Total)>? progress = null, CancellationToken cancel = default)
+                                IProgress<(string Attack, int Done, int Total)>? progress = null, CancellationToken cancel = default,
+                                string? statePath = null)
     {
         using var scope = NewDisposeScope();
         bool wasTraining = model.training;
@@ -74,39 +79,83 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
         try
         {
             var (x, y) = BatchSampler.All(data, device);
-            int sample = Math.Min(batchSize, data.Count);
-            var warnings = Checks.BeforeEvaluation(model, x.narrow(0, 0, sample), y.narrow(0, 0, sample),
-                                                   expectRandom: version == AutoAttackVersion.Rand);
-
-            var predictions = Predict(model, x);
-            var robust = predictions.eq(y);
-            var adv = x.clone();
-            int clean = (int)robust.sum().item<long>();
-            var stages = new List<AutoAttackStage>();
             var components = Components(data.NumClasses).Where(c => only is null || only.Contains(c.Key)).ToList();
-            for (int a = 0; a < components.Count; a++)
+            string? fingerprint = statePath is null ? null
+                : AutoAttackState.FingerprintOf(model, this, data, components.Select(c => c.Key), batchSize, seed);
+            AutoAttackState? saved = null;
+            float[] savedAdv = [];
+            if (statePath is not null && File.Exists(statePath))
+            {
+                (saved, savedAdv) = AutoAttackState.Load(statePath);
+                if (saved.Fingerprint != fingerprint)
+                    throw new DataFormatException(statePath, "holds the state of another AutoAttack run (other points or attack " +
+                                                             "settings); remove it or write elsewhere");
+            }
+
+            Tensor predictions, robust, adv, robustAtStart;
+            int clean;
+            List<string> warnings;
+            var stages = new List<AutoAttackStage>();
+            int firstComponent = 0, firstBatch = 0;
+            double secondsBefore = 0;
+            if (saved is null)
+            {
+                int sample = Math.Min(batchSize, data.Count);
+                warnings = Checks.BeforeEvaluation(model, x.narrow(0, 0, sample), y.narrow(0, 0, sample),
+                                                   expectRandom: version == AutoAttackVersion.Rand);
+                predictions = Predict(model, x);
+                robust = predictions.eq(y);
+                adv = x.clone();
+                clean = (int)robust.sum().item<long>();
+                robustAtStart = robust.clone();
+            }
+            else
+            {
+                warnings = [.. saved.Warnings];
+                predictions = tensor(saved.Predictions, device: device);
+                robust = tensor(Bits(saved.Robust), device: device);
+                robustAtStart = tensor(Bits(saved.RobustAtComponentStart), device: device);
+                adv = tensor(savedAdv, device: device).view(x.shape).to(x.dtype);
+                clean = saved.CleanCorrect;
+                stages.AddRange(saved.Stages);
+                (firstComponent, firstBatch, secondsBefore) = (saved.Component, saved.Batch, saved.ComponentSeconds);
+            }
+
+            for (int a = firstComponent; a < components.Count; a++)
             {
                 var (key, attack) = components[a];
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                var todo = robust.nonzero().view(-1);
+                bool resumed = a == firstComponent && saved is not null;
+                if (!resumed) robustAtStart = robust.clone();
+                double before = resumed ? secondsBefore : 0;
+                var todo = robustAtStart.nonzero().view(-1);
                 int toAttack = (int)todo.shape[0];
-                for (int start = 0, batchIndex = 0; start < toAttack; start += batchSize, batchIndex++)
+                int startBatch = resumed ? firstBatch : 0;
+                if (startBatch > 0) progress?.Report((key, Math.Min(startBatch * batchSize, toAttack), toAttack));
+                for (int batchIndex = startBatch, start = startBatch * batchSize; start < toAttack; start += batchSize, batchIndex++)
                 {
                     cancel.ThrowIfCancellationRequested();
-                    using var batchScope = NewDisposeScope();
-                    var idx = todo.narrow(0, start, Math.Min(batchSize, toAttack - start));
-                    var xb = x.index_select(0, idx);
-                    var yb = y.index_select(0, idx);
-                    var advB = attack.WithSeed(Seeds.Derive(seed, a, batchIndex)).Perturb(model, xb, yb);
-                    Checks.InsideThreatModel(threat, advB, xb);
-                    var predB = Predict(model, advB);
-                    var broken = predB.ne(yb);
-                    var hit = RobustPoints.MarkBroken(robust, adv, idx, broken, advB);
-                    predictions.index_copy_(0, hit, predB.index_select(0, broken.nonzero().view(-1)));
+                    using (var batchScope = NewDisposeScope())
+                    {
+                        var idx = todo.narrow(0, start, Math.Min(batchSize, toAttack - start));
+                        var xb = x.index_select(0, idx);
+                        var yb = y.index_select(0, idx);
+                        var advB = attack.WithSeed(Seeds.Derive(seed, a, batchIndex)).Perturb(model, xb, yb);
+                        Checks.InsideThreatModel(threat, advB, xb);
+                        var predB = Predict(model, advB);
+                        var broken = predB.ne(yb);
+                        var hit = RobustPoints.MarkBroken(robust, adv, idx, broken, advB);
+                        predictions.index_copy_(0, hit, predB.index_select(0, broken.nonzero().view(-1)));
+                    }
                     progress?.Report((key, Math.Min(start + batchSize, toAttack), toAttack));
+                    if (statePath is not null)
+                        SaveState(statePath, fingerprint!, a, batchIndex + 1, robustAtStart, robust, predictions, adv, clean, stages,
+                                  before + clock.Elapsed.TotalSeconds, warnings);
                 }
-                stages.Add(new AutoAttackStage(key, attack.Name, (int)robust.sum().item<long>(), toAttack, clock.Elapsed.TotalSeconds));
+                stages.Add(new AutoAttackStage(key, attack.Name, (int)robust.sum().item<long>(), toAttack, before + clock.Elapsed.TotalSeconds));
                 if (toAttack == 0) progress?.Report((key, 0, 0));
+                if (statePath is not null)
+                    SaveState(statePath, fingerprint!, a + 1, 0, robust, robust, predictions, adv, clean, stages, 0, warnings);
             }
             // Final check, as in the reference code: the whole set of returned points is inside the threat model.
             Checks.InsideThreatModel(threat, adv, x);
@@ -117,13 +166,28 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                 Checks.BlackBoxAfterWhiteBox("Square", stages[square - 1].RobustAfter, stages[square].RobustAfter, data.Count) is { } masking)
                 warnings.Add(masking);
             var advHost = adv.permute(0, 2, 3, 1).contiguous().cpu().data<float>().ToArray();
-            return new AutoAttackResult(data.Count, clean, stages, robust.cpu().data<bool>().ToArray(),
-                                        predictions.cpu().data<long>().ToArray(), advHost, warnings);
+            var result = new AutoAttackResult(data.Count, clean, stages, robust.cpu().data<bool>().ToArray(),
+                                              predictions.cpu().data<long>().ToArray(), advHost, warnings);
+            if (statePath is not null) AutoAttackState.Delete(statePath);
+            return result;
         }
         finally
         {
             model.train(wasTraining);
         }
+    }
+
+    private static bool[] Bits(string bits) => bits.Select(c => c == '1').ToArray();
+
+    private static string Bits(Tensor mask) => string.Concat(mask.cpu().data<bool>().ToArray().Select(b => b ? '1' : '0'));
+
+    private static void SaveState(string path, string fingerprint, int component, int batch, Tensor robustAtStart, Tensor robust,
+                                  Tensor predictions, Tensor adv, int clean, List<AutoAttackStage> stages, double seconds,
+                                  List<string> warnings)
+    {
+        var state = new AutoAttackState(fingerprint, component, batch, Bits(robustAtStart), Bits(robust),
+                                        predictions.cpu().data<long>().ToArray(), "", "", clean, stages.ToList(), seconds, warnings.ToList());
+        state.Save(path, adv.contiguous().cpu().data<float>().ToArray());
     }
 
     private Tensor Predict(Classifier model, Tensor x)

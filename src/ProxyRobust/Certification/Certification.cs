@@ -66,25 +66,6 @@ public static class CertificationRun
         return result;
     }
 
-    /// <summary>The (radius, certified accuracy) curve of a summary JSON written by 'certify'.</summary>
-    public static IReadOnlyList<(double Radius, double Accuracy)> ReadCurve(string jsonPath)
-    {
-        try
-        {
-            var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(jsonPath))?["certifiedAccuracy"]?.AsArray()
-                ?? throw new DataFormatException(jsonPath, "no 'certifiedAccuracy' array: not a certification summary");
-            return node.Select(p => (p!["radius"]!.GetValue<double>(), p["accuracy"]!.GetValue<double>())).ToList();
-        }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException)
-        {
-            throw new DataFormatException(jsonPath, $"not a readable certification summary ({e.Message})", e);
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new DataFormatException(jsonPath, "file not found", e);
-        }
-    }
-
     /// <summary>Certified accuracy at each radius (correct and radius &gt;= r), the average certified radius (0 for wrong or abstained) and the abstention rate.</summary>
     public static CertificationSummary Summarise(IReadOnlyList<CertifiedExample> examples, double sigma, int n0, int n, double alpha, IEnumerable<double>? radii = null)
     {

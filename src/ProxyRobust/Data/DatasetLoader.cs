@@ -35,7 +35,7 @@ public static class DatasetLoader
         if (string.IsNullOrEmpty(path) || path.Equals(FashionMnistName, StringComparison.OrdinalIgnoreCase))
         {
             var dir = FindFashionMnist() ?? throw new DataFormatException(DebianFashionMnistDir,
-                "Fashion-MNIST not found: install it with 'apt-get install dataset-fashion-mnist' or pass --data PATH");
+                "Fashion-MNIST not found: install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist), or use another data set");
             var (img, lbl) = FindIdxPair(dir, split)!.Value;
             return IdxReader.Read(img, lbl, FashionMnistClasses);
         }

@@ -1,6 +1,5 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using ProxyRobust.Attacks;
+using ProxyRobust.Certification;
 using ProxyRobust.Data;
 using ProxyRobust.Reporting;
 using ProxyRobust.Training;
@@ -17,16 +16,8 @@ namespace ProxyRobust.Experiments;
 public sealed record ExperimentCell(string Name, int RealImages, int SyntheticImages, double Gamma, double Epsilon, int Seed,
                                     bool Gaussian = false, double Sigma = 0.25)
 {
-    public JsonObject Parameters()
-    {
-        var node = new JsonObject
-        {
-            ["real"] = RealImages, ["synthetic"] = SyntheticImages, ["gamma"] = Gamma, ["eps"] = Epsilon, ["seed"] = Seed,
-            ["method"] = Gaussian ? "gaussian" : "pgd",
-        };
-        if (Gaussian) node["sigma"] = Sigma;
-        return node;
-    }
+    public CellParameters Parameters() =>
+        new(RealImages, SyntheticImages, Gamma, Epsilon, Seed, Gaussian ? "gaussian" : "pgd", Gaussian ? Sigma : null);
 }
 
 /// <summary>Settings shared by every cell of an experiment (PGD adversarial training of the small CNN on Fashion-MNIST by default).</summary>
@@ -57,25 +48,24 @@ public sealed record ExperimentSettings
 /// </summary>
 public static class Experiment
 {
-    public const string FileName = "experiment.json";
+    public const string FileName = ExperimentRecord.FileName;
 
     public static string CellDir(string root, ExperimentCell cell) => Path.Combine(root, "cells", cell.Name);
 
-    /// <summary>Prints a progress message and appends it, time-stamped, to the experiment's log.txt.</summary>
-    public static Action<string> Logger(string root) => message =>
+    /// <summary>Appends a time-stamped message to the experiment's log.txt (the caller shows it too, if it wants).</summary>
+    public static void Log(string root, string message)
     {
-        Console.WriteLine(message);
         Directory.CreateDirectory(root);
         File.AppendAllText(Path.Combine(root, "log.txt"), $"{DateTime.UtcNow:u} {message}\n");
-    };
+    }
 
     /// <summary>Trains (or resumes, or skips when finished) and evaluates one cell; returns its record for experiment.json.</summary>
-    public static JsonObject RunCell(string root, ExperimentSettings s, ExperimentCell cell, Action<string>? log = null,
-                                     IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    public static CellRecord RunCell(string root, ExperimentSettings s, ExperimentCell cell, Action<string>? log = null,
+                                     IProgress<TrainProgress>? progress = null, CancellationToken cancel = default,
+                                     IProgress<(string Phase, int Done, int Total)>? evaluation = null)
     {
         var dir = CellDir(root, cell);
-        var resultPath = Path.Combine(dir, "result.json");
-        if (!File.Exists(resultPath))
+        if (!File.Exists(Path.Combine(dir, TrainRunRecord.FileName)))
         {
             log?.Invoke($"{cell.Name}: training ({cell.RealImages} real, {cell.SyntheticImages} proxy, {s.Epochs} epochs, seed {cell.Seed})");
             TrainRun.Execute(new TrainRunConfig
@@ -92,28 +82,34 @@ public static class Experiment
             }, progress, cancel);
         }
         else log?.Invoke($"{cell.Name}: trained (skipped)");
-        var evaluationPath = Path.Combine(dir, "evaluation.json");
+        var evaluationPath = Path.Combine(dir, CellEvaluation.FileName);
         if (!File.Exists(evaluationPath))
         {
             log?.Invoke($"{cell.Name}: evaluating");
-            AtomicFile.WriteAllText(evaluationPath, Evaluate(dir, s, cell, cancel).ToJsonString(Checkpoint.Json));
+            JsonFiles.Write(evaluationPath, Evaluate(dir, s, cell, evaluation, cancel));
         }
         return Record(root, cell)!;
     }
 
     /// <summary>A finished cell's record for experiment.json (null while it has not finished training and evaluation).</summary>
-    public static JsonObject? Record(string root, ExperimentCell cell)
+    public static CellRecord? Record(string root, ExperimentCell cell)
     {
         var dir = CellDir(root, cell);
-        string resultPath = Path.Combine(dir, "result.json"), evaluationPath = Path.Combine(dir, "evaluation.json");
+        string resultPath = Path.Combine(dir, TrainRunRecord.FileName), evaluationPath = Path.Combine(dir, CellEvaluation.FileName);
         if (!File.Exists(resultPath) || !File.Exists(evaluationPath)) return null;
-        var result = JsonNode.Parse(File.ReadAllText(resultPath))!.AsObject();
-        return new JsonObject
-        {
-            ["name"] = cell.Name, ["parameters"] = cell.Parameters(), ["folder"] = Path.GetRelativePath(root, dir),
-            ["seconds"] = result["seconds"]?.DeepClone(), ["history"] = result["history"]?.DeepClone(), ["test"] = result["test"]?.DeepClone(),
-            ["evaluation"] = JsonNode.Parse(File.ReadAllText(evaluationPath)),
-        };
+        var result = JsonFiles.Read<TrainRunRecord>(resultPath);
+        return new CellRecord(cell.Name, cell.Parameters(), Path.GetRelativePath(root, dir), result.Seconds, result.History, result.Test,
+                              JsonFiles.Read<CellEvaluation>(evaluationPath));
+    }
+
+    /// <summary>Reads experiment.json (any schema version this build knows); one error naming the file otherwise.</summary>
+    public static ExperimentRecord Read(string root)
+    {
+        var path = Path.Combine(root, FileName);
+        if (!File.Exists(path)) throw new DataFormatException(path, "no experiment.json here (run demo or sweep first)");
+        var record = JsonFiles.Read<ExperimentRecord>(path);
+        if (record.Cells is null || record.Settings is null) throw new DataFormatException(path, "no 'cells' or 'settings': not an experiment file");
+        return record;
     }
 
     /// <summary>
@@ -124,97 +120,80 @@ public static class Experiment
     {
         var path = Path.Combine(root, FileName);
         if (!File.Exists(path)) return;
-        var recorded = JsonNode.Parse(File.ReadAllText(path))?["settings"]?.Deserialize<ExperimentSettings>();
+        var recorded = JsonFiles.FromNode<ExperimentSettings>(JsonFiles.ReadObject(path)["settings"]);
         if (recorded is not null && recorded with { Threads = 0 } != settings with { Threads = 0 })
-            throw new DataFormatException(path, "this folder holds an experiment with other settings; use another --out (or delete the folder)");
+            throw new DataFormatException(path, "this folder holds an experiment with other settings; use another output folder (or delete it)");
     }
 
     /// <summary>The same test points for every cell: clean and PGD-20 on EvalPoints, AutoAttack standard on the first AutoAttackPoints.</summary>
-    private static JsonObject Evaluate(string dir, ExperimentSettings s, ExperimentCell cell, CancellationToken cancel)
+    private static CellEvaluation Evaluate(string dir, ExperimentSettings s, ExperimentCell cell,
+                                           IProgress<(string Phase, int Done, int Total)>? progress, CancellationToken cancel)
     {
         using var model = Checkpoint.LoadClassifier(Path.Combine(dir, "final.json"));
         using var test = DatasetLoader.Load(s.Data, Split.Test);
         using var points = s.EvalPoints < test.Count ? test.Split(s.EvalPoints, 20221).Taken : test;
-        if (cell.Gaussian) return EvaluateSmoothed(model, points, s, cell, cancel);
+        if (cell.Gaussian) return EvaluateSmoothed(dir, model, points, s, cell, progress, cancel);
         var threat = new ThreatModel(Norm.Linf, cell.Epsilon);
         var pgd = RobustEvaluation.Evaluate(model, points, new Pgd(threat, 20, Pgd.DefaultStepSize(cell.Epsilon, 20)), 250, torch.CPU,
-                                            seed: 0, cancel: cancel);
-        var node = new JsonObject
-        {
-            ["points"] = points.Count, ["clean"] = pgd.Clean.Accuracy, ["pgd20"] = pgd.Robust!.Accuracy, ["pgdSeconds"] = pgd.Seconds,
-            ["cleanHits"] = Bits(pgd.CleanHits), ["pgd20Hits"] = Bits(pgd.RobustHits!),
-        };
+                                            seed: 0, progress: progress.Phase("PGD-20"), cancel: cancel);
+        AutoAttackEvaluation? autoAttack = null;
         if (s.AutoAttackPoints > 0)
         {
             using var subset = points.Select(Enumerable.Range(0, Math.Min(s.AutoAttackPoints, points.Count)).ToArray());
-            var aa = new AutoAttack(threat, AutoAttackVersion.Standard, seed: 0).Run(model, subset, torch.CPU, cancel: cancel);
-            node["autoattack"] = new JsonObject
-            {
-                ["points"] = aa.Total, ["clean"] = aa.CleanAccuracy, ["robust"] = aa.RobustAccuracy, ["hits"] = Bits(aa.Robust),
-                ["seconds"] = aa.Stages.Sum(st => st.Seconds),
-                ["stages"] = new JsonArray(aa.Stages.Select(st => (JsonNode)new JsonObject
-                {
-                    ["attack"] = st.Attack, ["robustAfter"] = st.RobustAfter, ["seconds"] = st.Seconds,
-                }).ToArray()),
-            };
+            var aa = new AutoAttack(threat, AutoAttackVersion.Standard, seed: 0).Run(model, subset, torch.CPU,
+                progress: progress is null ? null : new Reporter<(string Attack, int Done, int Total)>(p => progress.Report(p)), cancel: cancel);
+            autoAttack = new AutoAttackEvaluation(aa.Total, aa.CleanAccuracy, aa.RobustAccuracy, Bits.Of(aa.Robust), aa.Stages.Sum(st => st.Seconds),
+                                                  aa.Stages.Select(st => new AutoAttackStageResult(st.Attack, st.RobustAfter, st.Seconds)).ToList());
         }
-        return node;
+        return new CellEvaluation(points.Count, pgd.Clean.Accuracy, Bits.Of(pgd.CleanHits), pgd.Robust!.Accuracy, pgd.Seconds,
+                                  Bits.Of(pgd.RobustHits!), autoAttack);
     }
 
-    /// <summary>Gaussian cells: clean accuracy of the base classifier, and CERTIFY on the first CertifyPoints test points.</summary>
-    private static JsonObject EvaluateSmoothed(Models.Classifier model, ImageDataset points, ExperimentSettings s, ExperimentCell cell,
-                                               CancellationToken cancel)
+    /// <summary>
+    /// Gaussian cells: clean accuracy of the base classifier, and CERTIFY on the first CertifyPoints test points (resumable:
+    /// the certification log in the cell folder continues after an interruption).
+    /// </summary>
+    private static CellEvaluation EvaluateSmoothed(string dir, Models.Classifier model, ImageDataset points, ExperimentSettings s,
+                                                   ExperimentCell cell, IProgress<(string Phase, int Done, int Total)>? progress,
+                                                   CancellationToken cancel)
     {
-        var clean = RobustEvaluation.Evaluate(model, points, null, 250, torch.CPU, cancel: cancel);
-        var node = new JsonObject { ["points"] = points.Count, ["clean"] = clean.Clean.Accuracy, ["cleanHits"] = Bits(clean.CleanHits) };
+        var clean = RobustEvaluation.Evaluate(model, points, null, 250, torch.CPU, progress: progress.Phase("clean"), cancel: cancel);
+        CertifyEvaluation? certify = null;
         if (s.CertifyPoints > 0)
         {
             using var subset = points.Select(Enumerable.Range(0, Math.Min(s.CertifyPoints, points.Count)).ToArray());
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            var examples = Certification.CertificationRun.Certify(model, subset, cell.Sigma, 100, s.CertifySamples, 0.001, 100, torch.CPU,
-                                                                  seed: 0, cancel).ToList();
-            var summary = Certification.CertificationRun.Summarise(examples, cell.Sigma, 100, s.CertifySamples, 0.001);
-            node["certify"] = new JsonObject
-            {
-                ["points"] = examples.Count, ["sigma"] = cell.Sigma, ["n0"] = 100, ["n"] = s.CertifySamples, ["alpha"] = 0.001,
-                ["averageCertifiedRadius"] = summary.AverageCertifiedRadius, ["abstentionRate"] = summary.AbstentionRate,
-                ["seconds"] = clock.Elapsed.TotalSeconds,
-                // per point: certified radius when correct, -1 when wrong or abstained (enough to rebuild any curve)
-                ["radii"] = new JsonArray(examples.Select(e => (JsonNode)(e.Correct ? Math.Round(e.Radius, 5) : -1.0)).ToArray()),
-            };
+            var settings = new CertifySettings(cell.Sigma, 100, s.CertifySamples, 0.001);
+            var examples = CertificationLog.Run(model, subset, settings, torch.CPU, Path.Combine(dir, "certify.tsv"), resume: true,
+                                                progress.Phase("certify"), cancel);
+            var summary = CertificationRun.Summarise(examples, cell.Sigma, 100, s.CertifySamples, 0.001);
+            certify = new CertifyEvaluation(examples.Count, cell.Sigma, 100, s.CertifySamples, 0.001, summary.AverageCertifiedRadius,
+                                            summary.AbstentionRate, clock.Elapsed.TotalSeconds,
+                                            // per point: certified radius when correct, -1 when wrong or abstained (enough to rebuild any curve)
+                                            examples.Select(e => e.Correct ? Math.Round(e.Radius, 5) : -1.0).ToArray());
         }
-        return node;
+        return new CellEvaluation(points.Count, clean.Clean.Accuracy, Bits.Of(clean.CleanHits), Certify: certify);
     }
-
-    /// <summary>Per-point outcomes as a compact string of 0/1 (readable, diffable, and small in JSON).</summary>
-    public static string Bits(IEnumerable<bool> hits) => string.Concat(hits.Select(h => h ? '1' : '0'));
-
-    public static bool[] ParseBits(string? bits) => bits is null ? [] : bits.Select(c => c == '1').ToArray();
 
     /// <summary>
     /// Gathers every planned cell that has finished (in this or another process sharing the folder) into experiment.json;
     /// returns their records.
     /// </summary>
-    public static List<JsonObject> SaveFinished(string root, string kind, string command, ExperimentSettings settings,
+    public static List<CellRecord> SaveFinished(string root, string kind, string command, ExperimentSettings settings,
                                                 IReadOnlyList<ExperimentCell> planned)
     {
-        var finished = planned.Select(c => Record(root, c)).OfType<JsonObject>().ToList();
+        var finished = planned.Select(c => Record(root, c)).OfType<CellRecord>().ToList();
         Save(root, kind, command, settings, planned, finished);
         return finished;
     }
 
     /// <summary>Writes experiment.json atomically: the command that ran, the version, settings and the cells gathered so far.</summary>
     public static void Save(string root, string kind, string command, ExperimentSettings settings, IEnumerable<ExperimentCell> planned,
-                            IEnumerable<JsonObject> cells)
+                            IEnumerable<CellRecord> cells)
     {
-        var node = new JsonObject
-        {
-            ["kind"] = kind, ["command"] = command, ["version"] = typeof(Experiment).Assembly.GetName().Version?.ToString(),
-            ["updated"] = DateTime.UtcNow.ToString("u"), ["settings"] = JsonSerializer.SerializeToNode(settings),
-            ["planned"] = new JsonArray(planned.Select(c => (JsonNode)new JsonObject { ["name"] = c.Name, ["parameters"] = c.Parameters() }).ToArray()),
-            ["cells"] = new JsonArray(cells.Select(c => c.DeepClone()).ToArray()),
-        };
         Directory.CreateDirectory(root);
-        AtomicFile.WriteAllText(Path.Combine(root, FileName), node.ToJsonString(Checkpoint.Json));
+        JsonFiles.Write(Path.Combine(root, FileName), new ExperimentRecord(
+            kind, command, typeof(Experiment).Assembly.GetName().Version?.ToString(), DateTime.UtcNow.ToString("u"), settings,
+            planned.Select(c => new PlannedCell(c.Name, c.Parameters())).ToList(), cells.ToList()));
     }
 }

@@ -1,5 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using ProxyRobust.Attacks;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
@@ -50,16 +50,13 @@ public sealed record TrainRunConfig
     public int ValAttackSteps { get; init; } = 10;
     public int TestAttackSteps { get; init; } = 20;
     public int TestAttackRestarts { get; init; } = 1;
-    public TrainOptions Options { get; init; } = new();
+    /// <summary>Recorded on its own (under "options" in checkpoints and results), so not part of this record's JSON.</summary>
+    [JsonIgnore] public TrainOptions Options { get; init; } = new();
     public required string OutputDir { get; init; }
     public bool Resume { get; init; }
 
-    public bool Adversarial => Method is TrainMethod.Pgd or TrainMethod.Trades or TrainMethod.Fgsm;
+    [JsonIgnore] public bool Adversarial => Method is TrainMethod.Pgd or TrainMethod.Trades or TrainMethod.Fgsm;
 }
-
-/// <summary>Clean and robust test accuracy of one set of weights (last epoch or best validation epoch).</summary>
-public sealed record TestMetrics(string Weights, int? Epoch, double Clean, double? Robust, (double Low, double High) CleanCi, (double Low, double High)? RobustCi,
-                                 string? Attack, int Points);
 
 public sealed record TrainRunResult(string OutputDir, ArchSpec Arch, int TrainImages, int SyntheticImages, TrainResult Training,
                                     TestMetrics? Last, TestMetrics? Best)
@@ -97,14 +94,17 @@ public static class TrainRun
     /// Refuses to resume OUT/last.* under a different data, model, method or proxy configuration than the one that wrote
     /// it (the trainer itself checks the training options): the result would belong to neither run.
     /// </summary>
-    private static void CheckResumesSameRun(string outputDir, JsonObject configNode)
+    private static void CheckResumesSameRun(string outputDir, TrainRunConfig config)
     {
         var last = Path.Combine(outputDir, "last");
         if (!File.Exists(Checkpoint.JsonPath(last))) return;
-        if (Checkpoint.ReadRun(last)["config"] is not JsonObject saved) return; // written by the plain trainer (tests, older versions)
-        var differing = configNode.Select(kv => kv.Key).Union(saved.Select(kv => kv.Key))
-            .Where(key => !FreeOnResume.Contains(key) && !JsonNode.DeepEquals(configNode[key], saved[key]))
-            .Select(key => $"{key} {saved[key]?.ToJsonString() ?? "null"} -> {configNode[key]?.ToJsonString() ?? "null"}")
+        if (Checkpoint.ReadRun(last)["config"] is not JsonObject savedNode) return; // written by the plain trainer (tests)
+        // Through the typed record, so that a checkpoint written before the JSON naming convention compares too.
+        var saved = JsonFiles.ToNode(JsonFiles.FromNode<TrainRunConfig>(savedNode))!.AsObject();
+        var current = JsonFiles.ToNode(config)!.AsObject();
+        var differing = current.Select(kv => kv.Key).Union(saved.Select(kv => kv.Key))
+            .Where(key => !FreeOnResume.Contains(key, StringComparer.OrdinalIgnoreCase) && !JsonNode.DeepEquals(current[key], saved[key]))
+            .Select(key => $"{key} {saved[key]?.ToJsonString() ?? "null"} -> {current[key]?.ToJsonString() ?? "null"}")
             .ToList();
         if (differing.Count > 0)
             throw new CheckpointException(Checkpoint.JsonPath(last),
@@ -125,11 +125,11 @@ public static class TrainRun
         ImageDataset? val = null;
         if (config.ValSize > 0)
         {
-            if (config.ValSize >= fullTrain.Count) throw new ArgumentException($"--val-size {config.ValSize} leaves no training images");
+            if (config.ValSize >= fullTrain.Count) throw new ArgumentException($"a validation set of {config.ValSize} images leaves no training images");
             (val, pool) = fullTrain.Split(config.ValSize, Seeds.Derive(config.DataSeed, 1));
         }
         if (config.TrainSize is { } size && (size < 1 || size > pool.Count))
-            throw new ArgumentException($"--train-size {size} is outside 1..{pool.Count}");
+            throw new ArgumentException($"a training subset of {size} images is outside 1..{pool.Count}");
         var (train, unused) = config.TrainSize is { } n && n < pool.Count ? pool.Split(n, Seeds.Derive(config.DataSeed, 2)) : (pool, pool.Select([]));
         using var synthetic = OpenSynthetic(config, train, unused);
         var eval = evalData is not null && config.EvalSize is { } m && m < evalData.Count ? evalData.Split(m, Seeds.Derive(config.DataSeed, 3)).Taken : evalData;
@@ -147,22 +147,10 @@ public static class TrainRun
             ? new Pgd(threat, config.TestAttackSteps, Pgd.DefaultStepSize(threat.Epsilon, config.TestAttackSteps), config.TestAttackRestarts)
             : null;
 
-        // The training options are recorded once, under "options" (by the trainer); the rest of the configuration here.
-        var configNode = JsonSerializer.SerializeToNode(config)!.AsObject();
-        configNode.Remove(nameof(TrainRunConfig.Options));
-        if (config.Resume) CheckResumesSameRun(config.OutputDir, configNode);
-        var description = new JsonObject
-        {
-            ["config"] = configNode,
-            ["method"] = config.Method.ToString().ToLowerInvariant(),
-            ["threat"] = config.Adversarial ? threat.ToString() : null,
-            ["trainImages"] = train.Count,
-            ["valImages"] = val?.Count,
-            ["syntheticImages"] = synthetic?.Count,
-            ["evalImages"] = eval?.Count,
-            ["classNames"] = JsonSerializer.SerializeToNode(train.ClassNames),
-            ["version"] = typeof(TrainRun).Assembly.GetName().Version?.ToString(),
-        };
+        if (config.Resume) CheckResumesSameRun(config.OutputDir, config);
+        var description = new RunDescription(config, config.Method.ToString().ToLowerInvariant(), config.Adversarial ? threat.ToString() : null,
+                                             train.Count, val?.Count, synthetic?.Count, eval?.Count, train.ClassNames,
+                                             typeof(TrainRun).Assembly.GetName().Version?.ToString());
         Func<Classifier, Validation>? validate = val is null ? null : m =>
         {
             var r = RobustEvaluation.Evaluate(m, val, valAttack, 256, device, seed: 7, cancel: cancel);
@@ -172,7 +160,8 @@ public static class TrainRun
             : new SyntheticMix(new SyntheticStream(synthetic, config.SyntheticBatch ?? config.Options.BatchSize, config.Options.Augment,
                                                    Seeds.Derive(config.Options.Seed, 0x5E), ReadScores(config)), config.Gamma);
         var trainer = new Trainer(config.Options, Objective(config, threat));
-        var result = trainer.Run(model, train, config.OutputDir, config.Resume, progress, cancel, description, validate, mix);
+        var result = trainer.Run(model, train, config.OutputDir, config.Resume, progress, cancel,
+                                 JsonFiles.ToNode(description)!.AsObject(), validate, mix);
 
         TestMetrics? Test(string name, int? epoch)
         {
@@ -180,28 +169,16 @@ public static class TrainRun
             using var weights = Checkpoint.LoadClassifier(Path.Combine(config.OutputDir, name), preferEma: config.Options.EmaDecay is not null);
             weights.to(device);
             var r = RobustEvaluation.Evaluate(weights, eval, testAttack, 256, device, seed: 11, cancel: cancel);
-            return new TestMetrics(name, epoch, r.Clean.Accuracy, r.Robust?.Accuracy, r.Clean.Wilson95, r.Robust?.Wilson95, r.AttackName, r.Clean.Total);
+            return new TestMetrics(name, epoch, r.Clean.Total, r.Clean.Accuracy, [r.Clean.Wilson95.Low, r.Clean.Wilson95.High],
+                                   r.Robust?.Accuracy, r.Robust is { } ra ? [ra.Wilson95.Low, ra.Wilson95.High] : null, r.AttackName);
         }
         var last = Test("final", result.History.Count);
         var best = result.BestEpoch is null ? null : Test("best", result.BestEpoch);
 
-        var summary = description.DeepClone().AsObject();
-        summary["arch"] = JsonSerializer.SerializeToNode(spec);
-        summary["options"] = JsonSerializer.SerializeToNode(config.Options);
-        summary["history"] = JsonSerializer.SerializeToNode(result.History);
-        summary["seconds"] = result.Seconds;
-        summary["test"] = new JsonObject { ["last"] = Json(last), ["best"] = Json(best) };
-        AtomicFile.WriteAllText(Path.Combine(config.OutputDir, "result.json"), summary.ToJsonString(Checkpoint.Json));
+        JsonFiles.Write(Path.Combine(config.OutputDir, TrainRunRecord.FileName),
+                        TrainRunRecord.Of(description, spec, config.Options, result.History, result.Seconds, new TestResults(last, best)));
         return new TrainRunResult(config.OutputDir, spec, train.Count, synthetic?.Count ?? 0, result, last, best);
     }
-
-    private static JsonNode? Json(TestMetrics? t) => t is null ? null : new JsonObject
-    {
-        ["weights"] = t.Weights, ["epoch"] = t.Epoch, ["points"] = t.Points,
-        ["clean"] = t.Clean, ["cleanWilson95"] = new JsonArray(t.CleanCi.Low, t.CleanCi.High),
-        ["robust"] = t.Robust, ["robustWilson95"] = t.RobustCi is { } ci ? new JsonArray(ci.Low, ci.High) : null,
-        ["attack"] = t.Attack,
-    };
 
     private static float[]? ReadScores(TrainRunConfig c) => c.SyntheticScores is null ? null : Npy.ReadFloats(c.SyntheticScores);
 
@@ -212,13 +189,13 @@ public static class TrainRun
         if (c.Synthetic.StartsWith("holdout:", StringComparison.OrdinalIgnoreCase))
         {
             if (!int.TryParse(c.Synthetic["holdout:".Length..], out int count) || count < 1)
-                throw new ArgumentException($"--synthetic {c.Synthetic}: expected holdout:N with N > 0");
+                throw new ArgumentException($"synthetic source '{c.Synthetic}': expected holdout:N with N > 0");
             if (count > unusedReal.Count)
-                throw new ArgumentException($"--synthetic {c.Synthetic}: only {unusedReal.Count} real training images are not used for training or validation");
+                throw new ArgumentException($"synthetic source '{c.Synthetic}': only {unusedReal.Count} real training images are not used for training or validation");
             return unusedReal.Split(count, Seeds.Derive(c.DataSeed, 4)).Taken;
         }
         var labels = c.SyntheticLabels ?? DatasetLoader.FindLabelsFor(c.Synthetic)
-            ?? throw new DataFormatException(c.Synthetic, "no labels for the synthetic images: pass --synthetic-labels, or label them with 'proxyrobust label'");
+            ?? throw new DataFormatException(c.Synthetic, "no labels for the synthetic images (expected NAME.labels.npy beside them): give their labels file, or pseudo-label them");
         var store = NpyDataset.Read(c.Synthetic, labels, real.ClassNames, (real.Height, real.Width, real.Channels));
         if ((store.Height, store.Width, store.Channels) != (real.Height, real.Width, real.Channels))
         {

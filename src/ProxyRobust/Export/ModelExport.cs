@@ -5,6 +5,8 @@ using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
+using ProxyRobust.Core;
+
 namespace ProxyRobust.Export;
 
 /// <summary>
@@ -123,8 +125,8 @@ public static class ModelExport
 
     public static Dictionary<string, string> Metadata(Classifier model) => new()
     {
-        ["format"] = "proxyrobust-export/1",
-        ["arch"] = JsonSerializer.Serialize(model.Spec),
+        ["format"] = "proxyrobust-export/2",
+        ["arch"] = JsonFiles.ToNode(model.Spec)!.ToJsonString(),
         ["input"] = $"float32 NCHW [N,{model.Spec.InChannels},{model.Spec.Height},{model.Spec.Width}], pixels in [0,1]; normalisation is inside the model (normalize.mean/std)",
     };
 

@@ -11,8 +11,12 @@ public sealed record CardStage(string Attack, string Description, int RobustAfte
 /// <summary>The PGD baseline on a report card.</summary>
 public sealed record CardPgd(string AttackName, int Correct, double Seconds);
 
-/// <summary>AutoAttack's outcome on a report card (plain numbers: the card renders, it does not compute).</summary>
-public sealed record CardAutoAttack(int Total, int CleanCorrect, IReadOnlyList<CardStage> Stages, IReadOnlyList<string> Warnings)
+/// <summary>
+/// AutoAttack's outcome on a report card (plain numbers: the card renders, it does not compute). <paramref name="RobustPoints"/>:
+/// per point, 1 when no component broke it (for paired comparisons).
+/// </summary>
+public sealed record CardAutoAttack(int Total, int CleanCorrect, IReadOnlyList<CardStage> Stages, IReadOnlyList<string> Warnings,
+                                    string? RobustPoints = null)
 {
     public int RobustCorrect => Stages.Count == 0 ? CleanCorrect : Stages[^1].RobustAfter;
     public double CleanAccuracy => (double)CleanCorrect / Total;
@@ -99,6 +103,7 @@ public sealed record RobustnessCard(string Model, string Checkpoint, string Data
                     ["accuracyAfter"] = (double)s.RobustAfter / aa.Total, ["attacked"] = s.Attacked, ["seconds"] = s.Seconds,
                 }).ToArray()),
                 ["warnings"] = new JsonArray(aa.Warnings.Select(w => (JsonNode)JsonValue.Create(w)).ToArray()),
+                ["robustPoints"] = aa.RobustPoints,
             },
         };
     }

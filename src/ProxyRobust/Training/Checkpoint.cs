@@ -24,7 +24,6 @@ public static class Checkpoint
     public const string Format = "proxyrobust-checkpoint/1";
     public const string EmaPrefix = "ema.";
     public const string MomentumPrefix = "sgd.momentum.";
-    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     public static string JsonPath(string pathWithoutExtension) => pathWithoutExtension + ".json";
     public static string WeightsPath(string pathWithoutExtension) => pathWithoutExtension + ".safetensors";
@@ -48,11 +47,11 @@ public static class Checkpoint
         AtomicFile.WriteAllBytes(weights, bytes);
 
         run["format"] = Format;
-        run["arch"] = JsonSerializer.SerializeToNode(model.Spec);
+        run["arch"] = JsonFiles.ToNode(model.Spec);
         run["weights"] = Path.GetFileName(weights);
         run["weightsSha256"] = Convert.ToHexString(SHA256.HashData(bytes));
         run["hasEma"] = ema is not null;
-        AtomicFile.WriteAllText(JsonPath(pathWithoutExtension), run.ToJsonString(Json));
+        JsonFiles.WriteObject(JsonPath(pathWithoutExtension), run);
     }
 
     /// <summary>Finds the checkpoint meant by a path: NAME.json, NAME.safetensors, NAME, or a run folder (final, else last).</summary>
@@ -79,6 +78,9 @@ public static class Checkpoint
                 ?? throw new CheckpointException(json, "not a JSON object");
             if ((string?)node["format"] != Format)
                 throw new CheckpointException(json, $"not a ProxyRobust checkpoint (format '{(string?)node["format"]}', expected '{Format}')");
+            if ((int?)node["schemaVersion"] is { } version && version > JsonFiles.SchemaVersion)
+                throw new CheckpointException(json,
+                    $"written with schema version {version}; this ProxyRobust reads versions 1 to {JsonFiles.SchemaVersion} (update ProxyRobust)");
             return node;
         }
         catch (JsonException e) { throw new CheckpointException(json, $"corrupt JSON ({e.Message})", e); }
@@ -88,7 +90,7 @@ public static class Checkpoint
     {
         try
         {
-            var spec = run["arch"].Deserialize<ArchSpec>() ?? throw new CheckpointException(JsonPath(stem), "no architecture recorded");
+            var spec = JsonFiles.FromNode<ArchSpec>(run["arch"]) ?? throw new CheckpointException(JsonPath(stem), "no architecture recorded");
             spec.Validate();
             return spec;
         }

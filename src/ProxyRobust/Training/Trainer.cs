@@ -138,7 +138,7 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                     {
                         var best = state.ToRecord(objective.Name, options, secondsSoFar: 0, description);
                         best["epoch"] = epoch + 1;
-                        best["validation"] = JsonSerializer.SerializeToNode(val);
+                        best["validation"] = JsonFiles.ToNode(val);
                         Checkpoint.Save(Path.Combine(outputDir, "best"), model, emaModel, null, best);
                     }
                     epochClock.Restart();

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ProxyRobust.Core;
 using ProxyRobust.Models;
 using static TorchSharp.torch;
 
@@ -50,13 +51,13 @@ public sealed class TrainingState
     {
         var run = description?.DeepClone().AsObject() ?? new JsonObject();
         run["objective"] = objective;
-        run["options"] = JsonSerializer.SerializeToNode(options);
+        run["options"] = JsonFiles.ToNode(options);
         run["step"] = Step;
         run["seconds"] = secondsSoFar;
         run["epochPartial"] = new JsonObject { ["loss"] = EpochLoss, ["correct"] = EpochCorrect, ["seen"] = EpochSeen };
         run["bestScore"] = BestScore;
         run["bestEpoch"] = BestEpoch;
-        run["history"] = JsonSerializer.SerializeToNode(History);
+        run["history"] = JsonFiles.ToNode(History);
         return run;
     }
 
@@ -70,7 +71,7 @@ public sealed class TrainingState
         var spec = Checkpoint.ReadArch(run, stem);
         if (!spec.Equals(model.Spec))
             throw new CheckpointException(Checkpoint.JsonPath(stem), $"was written for {spec}, this run trains {model.Spec}");
-        var saved = run["options"].Deserialize<TrainOptions>();
+        var saved = JsonFiles.FromNode<TrainOptions>(run["options"]);
         if (saved is not null && saved with { CheckpointEverySteps = 0, Device = "" }
                               != options with { CheckpointEverySteps = 0, Device = "" })
             throw new CheckpointException(Checkpoint.JsonPath(stem),
@@ -99,7 +100,7 @@ public sealed class TrainingState
             EpochSeen = (long?)partial?["seen"] ?? 0,
             BestScore = (double?)run["bestScore"],
             BestEpoch = (int?)run["bestEpoch"],
-            History = run["history"].Deserialize<List<EpochMetrics>>() ?? [],
+            History = JsonFiles.FromNode<List<EpochMetrics>>(run["history"]) ?? [],
         };
     }
 }
