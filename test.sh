@@ -5,6 +5,14 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/scripts/setup.sh"
 pr_install_debian_packages
 pr_check_dotnet
 cd "$PR_ROOT"
+# Style is checked, not argued (.editorconfig): CSharpier's layout and dotnet format's rules, before any test runs.
+dotnet tool restore >/dev/null
+if ! dotnet csharpier check . >/dev/null 2>&1; then
+  dotnet csharpier check . 2>&1 | grep -E "^Error" | head -20
+  echo "style: run 'dotnet csharpier format . && dotnet format ProxyRobust.slnx' and commit the result" >&2; exit 1
+fi
+dotnet format ProxyRobust.slnx --verify-no-changes -v q || {
+  echo "style: run 'dotnet format ProxyRobust.slnx' and commit the result" >&2; exit 1; }
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

@@ -7,24 +7,48 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Bench;
 
-public sealed record StepResult(string Arch, int Batch, double ImagesPerSecond, double Gflops, double Utilisation, long ForwardMacsPerImage);
+public sealed record StepResult(
+    string Arch,
+    int Batch,
+    double ImagesPerSecond,
+    double Gflops,
+    double Utilisation,
+    long ForwardMacsPerImage
+);
 
 public static class Measure
 {
-    /// <summary>Runs bench/pytorch_reference.py with Debian's python3-torch; null (and a note) when that is not installed.</summary>
+    /// <summary>Runs bench/pytorch_reference.py with Debian's python3-torch; null (and a note) when that is not
+    /// installed.</summary>
     /// <param name="tuned">Also give PyTorch the two generic settings ProxyRobust applies to itself: channels-last
-    /// ResNet (--channels-last) and glibc malloc keeping freed memory (the GLIBC_TUNABLES equivalent of NativeHeap).</param>
+    /// ResNet (--channels-last) and glibc malloc keeping freed memory (the GLIBC_TUNABLES equivalent of
+    /// NativeHeap).</param>
     public static System.Text.Json.Nodes.JsonNode? PyTorchReference(int threads, int steps, bool tuned = false)
     {
         var script = Path.Combine("bench", "pytorch_reference.py");
         if (!File.Exists("/usr/bin/python3") || !File.Exists(script))
         {
-            Console.WriteLine("PyTorch reference skipped: needs /usr/bin/python3 with python3-torch (apt-get install python3-torch)");
+            Console.WriteLine(
+                "PyTorch reference skipped: needs /usr/bin/python3 with python3-torch (apt-get install python3-torch)"
+            );
             return null;
         }
-        string[] arguments = [script, "--threads", threads.ToString(), "--steps", steps.ToString(), .. tuned ? new[] { "--channels-last" } : []];
-        var psi = new ProcessStartInfo("/usr/bin/python3", arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        if (tuned) psi.Environment["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
+        string[] arguments =
+        [
+            script,
+            "--threads",
+            threads.ToString(),
+            "--steps",
+            steps.ToString(),
+            .. tuned ? new[] { "--channels-last" } : [],
+        ];
+        var psi = new ProcessStartInfo("/usr/bin/python3", arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        if (tuned)
+            psi.Environment["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEnd();
         var stderr = p.StandardError.ReadToEnd();
@@ -37,11 +61,10 @@ public static class Measure
         return System.Text.Json.Nodes.JsonNode.Parse(stdout.Trim().Split('\n')[^1]);
     }
 
-    /// <summary>
-    /// Median GFLOP/s of an fp32 matrix product [m x k] x [k x k] run by oneDNN: a 1x1 convolution over m = batch x 8 x 8
-    /// channels-last pixels is exactly that product. libtorch's own matmul goes to MKL, whose sgemm takes a slower path on
-    /// AMD CPUs (about 45% of this on the reference machine), so the model-FLOP utilisation is measured against the best of both.
-    /// </summary>
+    /// <summary> Median GFLOP/s of an fp32 matrix product [m x k] x [k x k] run by oneDNN: a 1x1 convolution over m =
+    /// batch x 8 x 8 channels-last pixels is exactly that product. libtorch's own matmul goes to MKL, whose sgemm takes
+    /// a slower path on AMD CPUs (about 45% of this on the reference machine), so the model-FLOP utilisation is
+    /// measured against the best of both. </summary>
     public static double OneDnnGemmGflops(int m, int k, int reps = 10)
     {
         using var w = randn(k, k, 1, 1);
@@ -58,10 +81,12 @@ public static class Measure
         return 2.0 * n * n * n / MedianSeconds(() => a.matmul(b).Dispose(), reps, warmup: 2) / 1e9;
     }
 
-    /// <summary>Median wall time of <paramref name="reps"/> runs of <paramref name="op"/> after <paramref name="warmup"/> untimed ones.</summary>
+    /// <summary>Median wall time of <paramref name="reps"/> runs of <paramref name="op"/> after <paramref
+    /// name="warmup"/> untimed ones.</summary>
     private static double MedianSeconds(Action op, int reps, int warmup)
     {
-        for (int i = 0; i < warmup; i++) op();
+        for (int i = 0; i < warmup; i++)
+            op();
         var times = new List<double>();
         for (int i = 0; i < reps; i++)
         {
@@ -73,23 +98,38 @@ public static class Measure
         return times[reps / 2];
     }
 
-    /// <summary>Images per second of full training steps (forward, backward, SGD update) with the given objective.</summary>
-    public static StepResult TrainStep(ImageDataset data, string arch, int batch, ITrainingObjective objective, int steps, double peakGflops,
-                                       double flopMultiplier = 3)
+    /// <summary>Images per second of full training steps (forward, backward, SGD update) with the given
+    /// objective.</summary>
+    public static StepResult TrainStep(
+        ImageDataset data,
+        string arch,
+        int batch,
+        ITrainingObjective objective,
+        int steps,
+        double peakGflops,
+        double flopMultiplier = 3
+    )
     {
         torch.manual_seed(0);
         var (mean, std) = DatasetStats.ChannelMeanStd(data, 5000);
-        using var model = ArchSpec.For(arch, data.Channels, data.Height, data.Width, data.NumClasses, mean, std).Create();
+        using var model = ArchSpec
+            .For(arch, data.Channels, data.Height, data.Width, data.NumClasses, mean, std)
+            .Create();
         long macs = FlopCounter.ForwardMacsPerImage(model);
         using var sgd = new Sgd(model, 0.9, 5e-4, false);
         var sampler = new BatchSampler(data, batch, shuffle: true, AugmentOptions.None, seed: 0);
         model.train();
-        int warm = Math.Max(3, steps / 10), done = 0;
+        int warm = Math.Max(3, steps / 10),
+            done = 0;
         long images = 0;
         var sw = new Stopwatch();
         foreach (var b in Enumerable.Range(0, 1000).SelectMany(e => sampler.Epoch(e)))
         {
-            if (done == warm) { sw.Start(); images = 0; }
+            if (done == warm)
+            {
+                sw.Start();
+                images = 0;
+            }
             using (var scope = NewDisposeScope())
             {
                 var (x, y) = b.ToTensors(CPU);
@@ -100,7 +140,8 @@ public static class Measure
                 loss.item<float>();
             }
             images += b.Count;
-            if (++done == warm + steps) break;
+            if (++done == warm + steps)
+                break;
         }
         double rate = images / sw.Elapsed.TotalSeconds;
         double gflops = rate * macs * 2 * flopMultiplier / 1e9;

@@ -6,7 +6,8 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Bench;
 
-/// <summary>Times the pieces of an adversarial-training step (for profiling): forward, attack step, training step.</summary>
+/// <summary>Times the pieces of an adversarial-training step (for profiling): forward, attack step, training
+/// step.</summary>
 public static class Probe
 {
     public static void Run(string arch, int batch, int c, int side, int reps)
@@ -21,33 +22,43 @@ public static class Probe
             int n = reps;
             f();
             var sw = Stopwatch.StartNew();
-            for (int i = 0; i < n; i++) f();
+            for (int i = 0; i < n; i++)
+                f();
             return sw.Elapsed.TotalMilliseconds / n;
         }
         model.eval();
         Console.WriteLine($"{arch} batch {batch}");
-        Console.WriteLine($"  forward, eval, no grad: {Time(() => { using var s = NewDisposeScope(); using var g = no_grad(); model.call(x); }):F1} ms");
+        Console.WriteLine(
+            $"  forward, eval, no grad: "
+                + $"{Time(() => { using var s = NewDisposeScope(); using var g = no_grad(); model.call(x); }):F1} ms"
+        );
         using (new AttackMode(model))
-            Console.WriteLine($"  forward + input gradient (attack step): {Time(() =>
+            Console.WriteLine(
+                $"  forward + input gradient (attack step): {Time(() =>
             {
                 using var s = NewDisposeScope();
                 var a = x.clone().requires_grad_(true);
                 var l = nn.functional.cross_entropy(model.call(a), y, reduction: nn.Reduction.Sum);
                 torch.autograd.grad([l], [a]);
-            }):F1} ms");
-        Console.WriteLine($"  forward + input gradient, weights still requiring grad: {Time(() =>
+            }):F1} ms"
+            );
+        Console.WriteLine(
+            $"  forward + input gradient, weights still requiring grad: {Time(() =>
         {
             using var s = NewDisposeScope();
             var a = x.clone().requires_grad_(true);
             var l = nn.functional.cross_entropy(model.call(a), y, reduction: nn.Reduction.Sum);
             torch.autograd.grad([l], [a]);
-        }):F1} ms");
+        }):F1} ms"
+        );
         model.train();
-        Console.WriteLine($"  forward + backward, train: {Time(() =>
+        Console.WriteLine(
+            $"  forward + backward, train: {Time(() =>
         {
             using var s = NewDisposeScope();
             model.zero_grad();
             nn.functional.cross_entropy(model.call(x), y).backward();
-        }):F1} ms");
+        }):F1} ms"
+        );
     }
 }

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using ProxyRobust.Core;
 using ProxyRobust.Bench;
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using ProxyRobust.Native;
@@ -23,22 +23,48 @@ if (args.Contains("--probe"))
     Console.WriteLine($"glibc malloc keeps freed memory: {ProxyRobust.Native.NativeHeap.Applied}");
     var only = ArgS("--arch", "");
     int reps = Arg("--reps", 12);
-    if (only is "" or "preact-resnet18") foreach (var b in new[] { 32, 128 }) Probe.Run("preact-resnet18", b, 3, 32, reps);
-    if (only is "" or "small-cnn") Probe.Run("small-cnn", 128, 1, 28, reps);
+    if (only is "" or "preact-resnet18")
+        foreach (var b in new[] { 32, 128 })
+            Probe.Run("preact-resnet18", b, 3, 32, reps);
+    if (only is "" or "small-cnn")
+        Probe.Run("small-cnn", 128, 1, 28, reps);
     return 0;
 }
-var results = new JsonObject { ["date"] = DateTime.UtcNow.ToString("u"), ["threads"] = threads, ["cores"] = Environment.ProcessorCount };
+if (args.Contains("--store"))
+{
+    // Page cache per random draw from a memory-mapped store, before and after the random-access advice.
+    var store = StoreBench.Run(Path.Combine(outDir, "tmp"));
+    Directory.CreateDirectory(outDir);
+    var storeFile = Path.Combine(outDir, $"store-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.json");
+    AtomicFile.WriteAllText(storeFile, store.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"written {storeFile}");
+    return 0;
+}
+var results = new JsonObject
+{
+    ["date"] = DateTime.UtcNow.ToString("u"),
+    ["threads"] = threads,
+    ["cores"] = Environment.ProcessorCount,
+};
 
 // The machine's practical peak: the best of fp32 matrix products of a few sizes, measured now, both through libtorch's
 // matmul (MKL) and through oneDNN (the library that runs the models' convolutions), see Measure.OneDnnGemmGflops.
 var matmuls = new[] { 1024, 2048, 4096 }.ToDictionary(n => n, n => Measure.MatmulGflops(n, n >= 4096 ? 5 : 10));
-var gemms = new[] { (4096, 1024), (8192, 512), (4096, 2048) }.ToDictionary(mk => $"{mk.Item1}x{mk.Item2}", mk => Measure.OneDnnGemmGflops(mk.Item1, mk.Item2));
+var gemms = new[] { (4096, 1024), (8192, 512), (4096, 2048) }.ToDictionary(
+    mk => $"{mk.Item1}x{mk.Item2}",
+    mk => Measure.OneDnnGemmGflops(mk.Item1, mk.Item2)
+);
 double peak = Math.Max(matmuls.Values.Max(), gemms.Values.Max());
-results["matmulGflops"] = new JsonObject(matmuls.Select(kv => KeyValuePair.Create(kv.Key.ToString(), (JsonNode?)kv.Value)));
+results["matmulGflops"] = new JsonObject(
+    matmuls.Select(kv => KeyValuePair.Create(kv.Key.ToString(), (JsonNode?)kv.Value))
+);
 results["oneDnnGemmGflops"] = new JsonObject(gemms.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
 results["peakGflops"] = peak;
-Console.WriteLine($"matmul fp32 GFLOP/s (libtorch/MKL): {string.Join(", ", matmuls.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; " +
-                  $"oneDNN GEMM (m x k by k x k): {string.Join(", ", gemms.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; practical peak {peak:F1}");
+Console.WriteLine(
+    $"matmul fp32 GFLOP/s (libtorch/MKL): {string.Join(", ", matmuls.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; "
+        + $"oneDNN GEMM (m x k by k x k): {string.Join(", ", gemms.Select(kv => $"{kv.Key}: {kv.Value:F1}"))}; "
+        + $"practical peak {peak:F1}"
+);
 
 if (args.Contains("--certify"))
 {
@@ -81,7 +107,10 @@ using var fmnist = DatasetLoader.Load(DatasetLoader.FashionMnistName, Split.Trai
 {
     var r = Measure.TrainStep(fmnist, "small-cnn", 128, new CrossEntropyObjective(), steps: 60, peak);
     results["trainStepSmallCnn"] = JsonSerializer.SerializeToNode(r);
-    Console.WriteLine($"training step small-cnn batch 128: {r.ImagesPerSecond:F0} img/s, {r.Gflops:F1} GFLOP/s, MFU {r.Utilisation:P0}");
+    Console.WriteLine(
+        $"training step small-cnn batch 128: {r.ImagesPerSecond:F0} img/s, {r.Gflops:F1} GFLOP/s, MFU "
+            + $"{r.Utilisation:P0}"
+    );
     double loaderRatio = results["loaderImagesPerSecond"]!.GetValue<double>() / r.ImagesPerSecond;
     results["loaderOverTrainStep"] = loaderRatio;
     Console.WriteLine($"loader / training step: {loaderRatio:F1}x");
@@ -92,35 +121,69 @@ if (!args.Contains("--no-port"))
 {
     var rows = new JsonArray();
     var threat = new ProxyRobust.Attacks.ThreatModel(ProxyRobust.Attacks.Norm.Linf, 8.0 / 255);
-    var objective = new AdversarialObjective(new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false), "pgd-at");
+    var objective = new AdversarialObjective(
+        new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false),
+        "pgd-at"
+    );
     var (rgbImages, rgbLabels) = (new byte[2048 * 3072], Enumerable.Range(0, 2048).Select(i => i % 10).ToArray());
     new Random(0).NextBytes(rgbImages);
-    using var rgb = new ImageDataset("random 32x32x3", new ArrayImageStore(rgbImages, 3072), rgbLabels, 32, 32, 3, CifarReader.Cifar10Classes);
+    using var rgb = new ImageDataset(
+        "random 32x32x3",
+        new ArrayImageStore(rgbImages, 3072),
+        rgbLabels,
+        32,
+        32,
+        3,
+        CifarReader.Cifar10Classes
+    );
     var reference = Measure.PyTorchReference(threads, int.Parse(ArgS("--torch-steps", "6")));
     var tunedReference = Measure.PyTorchReference(threads, int.Parse(ArgS("--torch-steps", "6")), tuned: true);
     results["pytorch"] = reference;
     results["pytorchTuned"] = tunedReference;
-    // FLOPs of a PGD-10 AT step: 10 attack steps of forward + input-gradient backward (2 forwards each), then a training
-    // forward + backward (3 forwards): 23 forward passes.
+    // FLOPs of a PGD-10 AT step: 10 attack steps of forward + input-gradient backward (2 forwards each), then a
+    // training forward + backward (3 forwards): 23 forward passes.
     foreach (var (arch, data) in new[] { ("small-cnn", fmnist), ("preact-resnet18", rgb) })
-    foreach (var (batch, chunk) in new[] { (32, 0), (32, 16), (128, 0), (128, 16) })
     {
-        int steps = arch == "small-cnn" ? 60 : int.Parse(ArgS("--torch-steps", "6"));
-        var attackObjective = chunk == 0 ? objective
-            : new AdversarialObjective(new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false) { Chunk = chunk }, "pgd-at");
-        var r = Measure.TrainStep(data, arch, batch, attackObjective, steps, peak, flopMultiplier: 23);
-        double? torchRate = reference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
-        double? tunedRate = tunedReference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
-        // Utilisation of both against the same machine peak.
-        double? torchMfu = torchRate * r.ForwardMacsPerImage * 2 * 23 / 1e9 / peak;
-        rows.Add(new JsonObject
+        foreach (var (batch, chunk) in new[] { (32, 0), (32, 16), (128, 0), (128, 16) })
         {
-            ["arch"] = arch, ["batch"] = batch, ["attackChunk"] = chunk, ["oursImagesPerSecond"] = r.ImagesPerSecond, ["oursUtilisation"] = r.Utilisation,
-            ["pytorchImagesPerSecond"] = torchRate, ["pytorchUtilisation"] = torchMfu, ["ratio"] = torchRate is null ? null : r.ImagesPerSecond / torchRate,
-            ["pytorchTunedImagesPerSecond"] = tunedRate, ["ratioToTuned"] = tunedRate is null ? null : r.ImagesPerSecond / tunedRate,
-        });
-        Console.WriteLine($"PGD-10 AT {arch} batch {batch}{(chunk > 0 ? $" (attack chunks of {chunk})" : "")}: ours {r.ImagesPerSecond:F1} img/s (MFU {r.Utilisation:P0}); " +
-                          $"PyTorch 1.13 {torchRate:F1} img/s (MFU {torchMfu:P0}), tuned {tunedRate:F1}; ratio {r.ImagesPerSecond / torchRate:F2}x, to tuned {r.ImagesPerSecond / tunedRate:F2}x");
+            int steps = arch == "small-cnn" ? 60 : int.Parse(ArgS("--torch-steps", "6"));
+            var attackObjective =
+                chunk == 0
+                    ? objective
+                    : new AdversarialObjective(
+                        new ProxyRobust.Attacks.Pgd(threat, 10, threat.Epsilon / 4, KeepFirstSuccess: false)
+                        {
+                            Chunk = chunk,
+                        },
+                        "pgd-at"
+                    );
+            var r = Measure.TrainStep(data, arch, batch, attackObjective, steps, peak, flopMultiplier: 23);
+            double? torchRate = reference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
+            double? tunedRate = tunedReference?[$"pgd10at/{arch}/{batch}"]?.GetValue<double>();
+            // Utilisation of both against the same machine peak.
+            double? torchMfu = torchRate * r.ForwardMacsPerImage * 2 * 23 / 1e9 / peak;
+            rows.Add(
+                new JsonObject
+                {
+                    ["arch"] = arch,
+                    ["batch"] = batch,
+                    ["attackChunk"] = chunk,
+                    ["oursImagesPerSecond"] = r.ImagesPerSecond,
+                    ["oursUtilisation"] = r.Utilisation,
+                    ["pytorchImagesPerSecond"] = torchRate,
+                    ["pytorchUtilisation"] = torchMfu,
+                    ["ratio"] = torchRate is null ? null : r.ImagesPerSecond / torchRate,
+                    ["pytorchTunedImagesPerSecond"] = tunedRate,
+                    ["ratioToTuned"] = tunedRate is null ? null : r.ImagesPerSecond / tunedRate,
+                }
+            );
+            Console.WriteLine(
+                $"PGD-10 AT {arch} batch {batch}{(chunk > 0 ? $" (attack chunks of {chunk})" : "")}: ours "
+                    + $"{r.ImagesPerSecond:F1} img/s (MFU {r.Utilisation:P0}); "
+                    + $"PyTorch 1.13 {torchRate:F1} img/s (MFU {torchMfu:P0}), tuned {tunedRate:F1}; ratio "
+                    + $"{r.ImagesPerSecond / torchRate:F2}x, to tuned {r.ImagesPerSecond / tunedRate:F2}x"
+            );
+        }
     }
     results["pgd10AdversarialTraining"] = rows;
 }

@@ -4,8 +4,10 @@ using ProxyRobust.Native;
 try
 {
     foreach (var folder in args)
+    {
         foreach (var line in ElfVersionPatcher.PatchFolderIfHostNeeds(folder))
             Console.WriteLine($"ElfPatch: {line}");
+    }
     return 0;
 }
 catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)

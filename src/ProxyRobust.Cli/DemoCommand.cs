@@ -8,29 +8,58 @@ internal static class DemoCommand
 {
     public static Command Create(CancellationToken cancel)
     {
-        var full = new Option<bool>("--full") { Description = "the scale of docs/PORT.md: 100 epochs, 2 seeds, 2,000 test points, AutoAttack on 1,000, certificates on 500 with n = 10,000 (hours on 2 cores)" };
-        var output = new Option<string?>("--out") { Description = "output folder (default runs/demo, or runs/demo-full)" };
-        var resume = new Option<bool>("--resume") { Description = "accepted for symmetry with train: the demo always continues where it stopped" };
-        var threads = Shared.Threads();
-        var cmd = new Command("demo", "The main job: adversarial and noise training on 500 Fashion-MNIST images with and without 20,000 proxy images, evaluated (PGD-20, AutoAttack, certificates) and reported.")
+        var full = new Option<bool>("--full")
         {
-            full, output, resume, threads,
+            Description =
+                "the scale of docs/PORT.md: 100 epochs, 2 seeds, 2,000 test points, AutoAttack on 1,000, "
+                + "certificates on 500 with n = 10,000 (hours on 2 cores)",
         };
-        cmd.SetAction(p => ExitCodes.Guard(() =>
+        var output = new Option<string?>("--out")
         {
-            bool isFull = p.GetValue(full);
-            var command = "proxyrobust demo" + (isFull ? " --full" : "") + (p.GetValue(output) is { } o ? $" --out {o}" : "");
-            var plan = Demo.Plan(isFull, p.GetValue(output), command);
-            Shared.StartTorch(p.GetValue(threads));
-            var outcome = ExperimentRunner.Run(plan, plan.Cells, new ProgressView.ExperimentView(), cancel);
-            Console.WriteLine();
-            // The report's body: the tables and the gains with their intervals (not its title, command line or image links).
-            var body = File.ReadLines(outcome.Report).SkipWhile(l => !l.StartsWith("Setting:", StringComparison.Ordinal))
-                .Where(l => !l.StartsWith("![", StringComparison.Ordinal) && !l.StartsWith("Rebuild", StringComparison.Ordinal));
-            foreach (var line in body) Console.WriteLine(line);
-            Console.WriteLine($"report: {outcome.Report} (plots beside it; rebuild with 'proxyrobust report {plan.Root}')");
-            return ExitCodes.Ok;
-        }));
+            Description = "output folder (default runs/demo, or runs/demo-full)",
+        };
+        var resume = new Option<bool>("--resume")
+        {
+            Description = "accepted for symmetry with train: the demo always continues where it stopped",
+        };
+        var threads = Shared.Threads();
+        var cmd = new Command(
+            "demo",
+            "The main job: adversarial and noise training on 500 Fashion-MNIST images with and without 20,000 proxy "
+                + "images, evaluated (PGD-20, AutoAttack, certificates) and reported."
+        )
+        {
+            full,
+            output,
+            resume,
+            threads,
+        };
+        cmd.SetAction(p =>
+            ExitCodes.Guard(() =>
+            {
+                bool isFull = p.GetValue(full);
+                var command =
+                    "proxyrobust demo" + (isFull ? " --full" : "") + (p.GetValue(output) is { } o ? $" --out {o}" : "");
+                var plan = Demo.Plan(isFull, p.GetValue(output), command);
+                Shared.StartTorch(p.GetValue(threads));
+                var outcome = ExperimentRunner.Run(plan, plan.Cells, new ProgressView.ExperimentView(), cancel);
+                Console.WriteLine();
+                // The report's body: the tables and the gains with their intervals (not its title, command line or
+                // image links).
+                var body = File.ReadLines(outcome.Report)
+                    .SkipWhile(l => !l.StartsWith("Setting:", StringComparison.Ordinal))
+                    .Where(l =>
+                        !l.StartsWith("![", StringComparison.Ordinal)
+                        && !l.StartsWith("Rebuild", StringComparison.Ordinal)
+                    );
+                foreach (var line in body)
+                    Console.WriteLine(line);
+                Console.WriteLine(
+                    $"report: {outcome.Report} (plots beside it; rebuild with 'proxyrobust report {plan.Root}')"
+                );
+                return ExitCodes.Ok;
+            })
+        );
         return cmd;
     }
 }

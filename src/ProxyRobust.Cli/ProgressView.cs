@@ -13,18 +13,23 @@ internal static class ProgressView
 {
     private static bool Plain => !AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected;
 
-    public static T Train<T>(string title, Func<IProgress<TrainProgress>, T> work) => Cell(title, (training, _) => work(training));
+    public static T Train<T>(string title, Func<IProgress<TrainProgress>, T> work) =>
+        Cell(title, (training, _) => work(training));
 
     /// <summary>Progress over a known number of items (labelling).</summary>
     public static T Count<T>(string title, int total, Func<IProgress<(int Done, int Total)>, T> work) =>
         Stages(title, stages => work(stages.Phase(title)!));
 
-    /// <summary>A sequence of named phases, each over its own number of items (AutoAttack's components, evaluation, certification).</summary>
+    /// <summary>A sequence of named phases, each over its own number of items (AutoAttack's components, evaluation,
+    /// certification).</summary>
     public static T Stages<T>(string title, Func<IProgress<(string Stage, int Done, int Total)>, T> work) =>
         Cell(title, (_, stages) => work(stages));
 
     /// <summary>Training then evaluation phases of one run (an experiment cell, or the train verb).</summary>
-    public static T Cell<T>(string title, Func<IProgress<TrainProgress>, IProgress<(string Phase, int Done, int Total)>, T> work)
+    public static T Cell<T>(
+        string title,
+        Func<IProgress<TrainProgress>, IProgress<(string Phase, int Done, int Total)>, T> work
+    )
     {
         if (Plain)
         {
@@ -32,10 +37,17 @@ internal static class ProgressView
             return work(new Reporter<TrainProgress>(lines.Training), new Reporter<(string, int, int)>(lines.Phase));
         }
         T result = default!;
-        AnsiConsole.Progress()
+        AnsiConsole
+            .Progress()
             .AutoClear(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
-                     new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Columns(
+                new TaskDescriptionColumn(),
+                new ProgressBarColumn(),
+                new PercentageColumn(),
+                new ElapsedTimeColumn(),
+                new RemainingTimeColumn(),
+                new SpinnerColumn()
+            )
             .Start(ctx =>
             {
                 ProgressTask? trainTask = null;
@@ -47,18 +59,25 @@ internal static class ProgressView
                         trainTask.MaxValue = p.TotalSteps;
                         trainTask.Value = p.Step;
                         trainTask.Description = Markup.Escape(
-                            $"{title} ep {p.Epoch}/{p.Epochs} loss {p.Loss:F3} acc {p.Accuracy:P1} {p.ImagesPerSecond:F0} img/s");
+                            $"{title} ep {p.Epoch}/{p.Epochs} loss {p.Loss:F3} acc {p.Accuracy:P1} "
+                                + $"{p.ImagesPerSecond:F0} img/s"
+                        );
                     }),
                     new Reporter<(string Phase, int Done, int Total)>(p =>
                     {
                         if (!phases.TryGetValue(p.Phase, out var task))
                         {
-                            foreach (var t in phases.Values) t.StopTask();
-                            phases[p.Phase] = task = ctx.AddTask(Markup.Escape($"{title} {p.Phase}"), maxValue: Math.Max(1, p.Total));
+                            foreach (var t in phases.Values)
+                                t.StopTask();
+                            phases[p.Phase] = task = ctx.AddTask(
+                                Markup.Escape($"{title} {p.Phase}"),
+                                maxValue: Math.Max(1, p.Total)
+                            );
                         }
                         task.MaxValue = Math.Max(1, p.Total);
                         task.Value = p.Total == 0 ? 1 : p.Done;
-                    }));
+                    })
+                );
             });
         return result;
     }
@@ -68,36 +87,55 @@ internal static class ProgressView
     {
         public void Log(string message) => Console.WriteLine(message);
 
-        public T Cell<T>(string name, Func<IProgress<TrainProgress>, IProgress<(string Phase, int Done, int Total)>, T> work) =>
-            ProgressView.Cell(name, work);
+        public T Cell<T>(
+            string name,
+            Func<IProgress<TrainProgress>, IProgress<(string Phase, int Done, int Total)>, T> work
+        ) => ProgressView.Cell(name, work);
     }
 
-    /// <summary>Plain progress lines: training every 5 s, each phase every 10 s and when it ends, with an ETA.</summary>
+    /// <summary>Plain progress lines: training every 5 s, each phase every 10 s and when it ends, with an
+    /// ETA.</summary>
     private sealed class PlainLines(string title)
     {
         private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
-        private double _lastTrain = -1e9, _lastPhase = -1e9, _phaseStart;
+        private double _lastTrain = -1e9,
+            _lastPhase = -1e9,
+            _phaseStart;
         private string? _phase;
 
         public void Training(TrainProgress p)
         {
             double now = _clock.Elapsed.TotalSeconds;
-            if (now - _lastTrain < 5 && p.Step != p.TotalSteps) return;
+            if (now - _lastTrain < 5 && p.Step != p.TotalSteps)
+                return;
             _lastTrain = now;
             double eta = p.Step == 0 ? 0 : now / p.Step * (p.TotalSteps - p.Step);
-            Console.WriteLine($"{title}: epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} acc {p.Accuracy:P1} " +
-                              $"{p.ImagesPerSecond:F0} img/s lr {p.LearningRate:G3} eta {Eta(eta)}");
+            Console.WriteLine(
+                $"{title}: epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} acc "
+                    + $"{p.Accuracy:P1} "
+                    + $"{p.ImagesPerSecond:F0} img/s lr {p.LearningRate:G3} eta {Eta(eta)}"
+            );
         }
 
         public void Phase((string Phase, int Done, int Total) p)
         {
             double now = _clock.Elapsed.TotalSeconds;
-            if (p.Phase != _phase) { _phase = p.Phase; _phaseStart = now; _lastPhase = now; }
+            if (p.Phase != _phase)
+            {
+                _phase = p.Phase;
+                _phaseStart = now;
+                _lastPhase = now;
+            }
             bool end = p.Done >= p.Total;
-            if (!end && now - _lastPhase < 10) return;
+            if (!end && now - _lastPhase < 10)
+                return;
             _lastPhase = now;
-            double elapsed = now - _phaseStart, rate = elapsed > 0 ? p.Done / elapsed : 0;
-            string eta = end ? "done" : rate > 0 ? $"eta {Eta((p.Total - p.Done) / rate)}" : "eta ?";
+            double elapsed = now - _phaseStart,
+                rate = elapsed > 0 ? p.Done / elapsed : 0;
+            string eta =
+                end ? "done"
+                : rate > 0 ? $"eta {Eta((p.Total - p.Done) / rate)}"
+                : "eta ?";
             Console.WriteLine($"{title} {p.Phase}: {p.Done}/{p.Total} ({elapsed:F0} s, {eta})");
         }
 

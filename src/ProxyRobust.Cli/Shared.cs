@@ -9,32 +9,61 @@ namespace ProxyRobust.Cli;
 /// <summary>Options that several verbs share, and the torch set-up they imply.</summary>
 internal static class Shared
 {
-    public static Option<string> Data(string description = "training data: 'fashion-mnist' (Debian's package), an IDX/CIFAR/image folder, or an images .npy") =>
-        new("--data") { Description = description, DefaultValueFactory = _ => DatasetLoader.FashionMnistName };
+    public static Option<string> Data(
+        string description =
+            "training data: 'fashion-mnist' (Debian's package), an IDX/CIFAR/image folder, or an images .npy"
+    ) => new("--data") { Description = description, DefaultValueFactory = _ => DatasetLoader.FashionMnistName };
 
-    public static Option<string?> Labels() => new("--labels") { Description = "labels .npy for an images .npy or .bin (default: NAME.labels.npy)" };
+    public static Option<string?> Labels() =>
+        new("--labels") { Description = "labels .npy for an images .npy or .bin (default: NAME.labels.npy)" };
+
+    public static Option<int?> Classes() =>
+        new Option<int?>("--classes")
+        {
+            Description =
+                "number of classes when the files do not name them (IDX, .npy); default: 0..the largest "
+                + "label, each of which must occur",
+        }.Positive();
 
     public static Option<string> Split(string dflt = "test") =>
-        new Option<string>("--split") { Description = "train or test", DefaultValueFactory = _ => dflt }.AcceptOnlyFromAmong("train", "test");
+        new Option<string>("--split")
+        {
+            Description = "train or test",
+            DefaultValueFactory = _ => dflt,
+        }.AcceptOnlyFromAmong("train", "test");
 
     public static Split SplitOf(string s) => s == "train" ? ProxyRobust.Data.Split.Train : ProxyRobust.Data.Split.Test;
 
     public static Option<string> Device() =>
-        new Option<string>("--device") { Description = "cpu or cuda (needs a CUDA TorchSharp package)", DefaultValueFactory = _ => "cpu" }
-            .AcceptOnlyFromAmong("cpu", "cuda");
+        new Option<string>("--device")
+        {
+            Description = "cpu or cuda (needs a CUDA TorchSharp package)",
+            DefaultValueFactory = _ => "cpu",
+        }.AcceptOnlyFromAmong("cpu", "cuda");
 
     public static Option<int> Threads() =>
-        new Option<int>("--threads") { Description = "CPU threads for torch (0: all cores)", DefaultValueFactory = _ => 0 }.NonNegative();
+        new Option<int>("--threads")
+        {
+            Description = "CPU threads for torch (0: all cores)",
+            DefaultValueFactory = _ => 0,
+        }.NonNegative();
 
     public static Option<int> Seed() => new("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
 
     public static Option<int> BatchSize(int dflt) =>
-        new Option<int>("--batch-size") { Description = "images per batch", DefaultValueFactory = _ => dflt }.Positive();
+        new Option<int>("--batch-size")
+        {
+            Description = "images per batch",
+            DefaultValueFactory = _ => dflt,
+        }.Positive();
 
-    public static Option<string?> SavePoints() => new("--save-points")
-    {
-        Description = "write the points used (float32 N x H x W x C .npy in [0,1], labels beside in .labels.npy), to run another implementation on exactly them",
-    };
+    public static Option<string?> SavePoints() =>
+        new("--save-points")
+        {
+            Description =
+                "write the points used (float32 N x H x W x C .npy in [0,1], labels beside in .labels.npy), to run "
+                + "another implementation on exactly them",
+        };
 
     public static void StartTorch(int threads)
     {
@@ -49,7 +78,8 @@ internal static class Shared
     {
         var table = new Table().Title(title).AddColumn("").AddColumn("");
         table.HideHeaders();
-        foreach (var (k, v) in rows) table.AddRow(Markup.Escape(k), Markup.Escape(v));
+        foreach (var (k, v) in rows)
+            table.AddRow(Markup.Escape(k), Markup.Escape(v));
         AnsiConsole.Write(table);
     }
 }

@@ -8,26 +8,37 @@ namespace ProxyRobust.Tests;
 
 /// <summary>
 /// The layering of DESIGN.md as tests: Cli -> Experiments -> (Proxy, Distributed) -> (Training, Attacks, Certification,
-/// Generative, Export) -> (Models, Data) -> Core, with Reporting a renderer that knows Core alone and Native on its own.
+/// Generative, Export) -> (Models, Data) -> Core, with Reporting a renderer that knows Core alone and Native on its
+/// own.
 /// One test per forbidden dependency (so a failure names the arrow that broke), and one that finds no cycle.
 /// </summary>
 public sealed class ArchitectureTests
 {
     private static readonly Architecture Code = new ArchLoader()
-        .LoadAssemblies(typeof(Core.Seeds).Assembly, typeof(Cli.ExitCodes).Assembly).Build();
+        .LoadAssemblies(typeof(Core.Seeds).Assembly, typeof(Cli.ExitCodes).Assembly)
+        .Build();
 
     /// <summary>Each part and its tier: a part may depend only on lower tiers (plus the exceptions below).</summary>
     private static readonly Dictionary<string, int> Tier = new()
     {
-        ["Core"] = 0, ["Native"] = 0,
-        ["Data"] = 1, ["Models"] = 1,
-        ["Attacks"] = 2, ["Training"] = 2, ["Certification"] = 2, ["Generative"] = 2, ["Export"] = 2,
-        ["Proxy"] = 3, ["Distributed"] = 3, ["Reporting"] = 3,
+        ["Core"] = 0,
+        ["Native"] = 0,
+        ["Data"] = 1,
+        ["Models"] = 1,
+        ["Attacks"] = 2,
+        ["Training"] = 2,
+        ["Certification"] = 2,
+        ["Generative"] = 2,
+        ["Export"] = 2,
+        ["Proxy"] = 3,
+        ["Distributed"] = 3,
+        ["Reporting"] = 3,
         ["Experiments"] = 4,
         ["Cli"] = 5,
     };
 
-    /// <summary>Arrows inside a tier that are allowed: training needs attacks (adversarial training), never the reverse.</summary>
+    /// <summary>Arrows inside a tier that are allowed: training needs attacks (adversarial training), never the
+    /// reverse.</summary>
     private static readonly HashSet<(string From, string To)> Sideways = [("Training", "Attacks")];
 
     /// <summary>Every (from, to) that must not exist.</summary>
@@ -35,18 +46,22 @@ public sealed class ArchitectureTests
     {
         var data = new TheoryData<string, string>();
         foreach (var from in Tier.Keys)
-        foreach (var to in Tier.Keys)
         {
-            if (from == to) continue;
-            bool allowed = from switch
+            foreach (var to in Tier.Keys)
             {
-                "Native" => false,                 // on its own
-                "Reporting" => to == "Core",       // renders plain records
-                _ => to != "Native" && to != "Reporting"
-                    ? Tier[to] < Tier[from] || Sideways.Contains((from, to))
-                    : Tier[from] >= 4,             // the torch set-up and the renderers are for experiments and the CLI
-            };
-            if (!allowed) data.Add(from, to);
+                if (from == to)
+                    continue;
+                bool allowed = from switch
+                {
+                    "Native" => false, // on its own
+                    "Reporting" => to == "Core", // renders plain records
+                    _ => to != "Native" && to != "Reporting"
+                        ? Tier[to] < Tier[from] || Sideways.Contains((from, to))
+                        : Tier[from] >= 4, // the torch set-up and the renderers are for experiments and the CLI
+                };
+                if (!allowed)
+                    data.Add(from, to);
+            }
         }
         return data;
     }
@@ -54,8 +69,11 @@ public sealed class ArchitectureTests
     [Theory]
     [MemberData(nameof(Forbidden))]
     public void Part_does_not_depend_on(string from, string to) =>
-        Types().That().ResideInNamespace($"ProxyRobust.{from}")
-            .Should().NotDependOnAny(Types().That().ResideInNamespace($"ProxyRobust.{to}"))
+        Types()
+            .That()
+            .ResideInNamespace($"ProxyRobust.{from}")
+            .Should()
+            .NotDependOnAny(Types().That().ResideInNamespace($"ProxyRobust.{to}"))
             .WithoutRequiringPositiveResults()
             .Check(Code);
 
@@ -67,7 +85,8 @@ public sealed class ArchitectureTests
     [Fact]
     public void Every_type_lives_in_a_known_part()
     {
-        var stray = Code.Types.Select(t => t.Namespace.FullName)
+        var stray = Code
+            .Types.Select(t => t.Namespace.FullName)
             .Where(ns => ns.StartsWith("ProxyRobust", StringComparison.Ordinal))
             .Distinct()
             .Where(ns => ns.Split('.') is not ["ProxyRobust", var part] || !Tier.ContainsKey(part))

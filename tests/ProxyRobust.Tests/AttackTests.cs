@@ -11,7 +11,8 @@ public sealed class AttackTests
 {
     public AttackTests() => TestSupport.InitTorch();
 
-    /// <summary>A two-class linear model on 1x8x8 images: logit_0 = 0, logit_1 = w.x + b, so the margin of class 1 is w.x + b.</summary>
+    /// <summary>A two-class linear model on 1x8x8 images: logit_0 = 0, logit_1 = w.x + b, so the margin of class 1 is
+    /// w.x + b.</summary>
     private static (Classifier Model, Tensor W) Linear(int seed)
     {
         torch.manual_seed(seed);
@@ -37,16 +38,22 @@ public sealed class AttackTests
         var (model, w) = Linear(1);
         using var x = full(4, 1, 8, 8, 0.5f);
         using var y = ones(4, dtype: ScalarType.Int64);
-        var pgd = new Pgd(new ThreatModel(norm, eps), Steps: 20, StepSize: eps / 4, RandomStart: false, KeepFirstSuccess: false);
+        var pgd = new Pgd(
+            new ThreatModel(norm, eps),
+            Steps: 20,
+            StepSize: eps / 4,
+            RandomStart: false,
+            KeepFirstSuccess: false
+        );
         using var adv = pgd.Perturb(model, x, y);
         double margin0 = (w.sum() * 0.5 + 0.3).item<float>();
         // The worst case lowers the margin by eps times the dual norm of w: ||w||_1 for l-inf, ||w||_2 for l-2.
         double drop = eps * (norm == Norm.Linf ? w.abs().sum().item<float>() : w.norm().item<float>());
         using var logits = model.call(adv);
         var achieved = (logits[.., 1] - logits[.., 0]).data<float>().ToArray();
-        foreach (var m in achieved) Assert.InRange(margin0 - m, 0.99 * drop, 1.0001 * drop);
+        foreach (var m in achieved)
+            Assert.InRange(margin0 - m, 0.99 * drop, 1.0001 * drop);
     }
-
 
     private static (Tensor X, Tensor Y) Batch(ImageDataset data, int n)
     {
@@ -65,8 +72,10 @@ public sealed class AttackTests
         var threat = new ThreatModel(norm, eps);
         IAttack[] attacks =
         [
-            new Pgd(threat, 10, eps / 4, Restarts: 2), new Pgd(threat, 7, eps, Loss: AttackLoss.Margin, KeepFirstSuccess: false),
-            new Fgsm(threat), new Fgsm(threat, RandomStart: true),
+            new Pgd(threat, 10, eps / 4, Restarts: 2),
+            new Pgd(threat, 7, eps, Loss: AttackLoss.Margin, KeepFirstSuccess: false),
+            new Fgsm(threat),
+            new Fgsm(threat, RandomStart: true),
         ];
         foreach (var attack in attacks)
         {
@@ -110,11 +119,17 @@ public sealed class AttackTests
         var threat = new ThreatModel(Norm.Linf, 0.3);
         using var clean = model.call(x);
         using var leastLikely = clean.argmin(1);
-        using var adv = new Pgd(threat, 40, 0.03, Loss: AttackLoss.Margin) { Targets = TargetChoice.LeastLikely }.Perturb(model, x, y);
+        using var adv = new Pgd(threat, 40, 0.03, Loss: AttackLoss.Margin)
+        {
+            Targets = TargetChoice.LeastLikely,
+        }.Perturb(model, x, y);
         var pred = model.call(adv).argmax(1);
         // Most points land exactly on their least likely class (chance would be 1 in 10). This briefly trained model is
         // smooth: at eps 0.15 only 9 of 200 get there, at 0.3 most do.
-        Assert.True(pred.eq(leastLikely).sum().item<long>() > 100, $"{pred.eq(leastLikely).sum().item<long>()} of 200 reached the target");
+        Assert.True(
+            pred.eq(leastLikely).sum().item<long>() > 100,
+            $"{pred.eq(leastLikely).sum().item<long>()} of 200 reached the target"
+        );
         // Random targets: the attack stays inside the ball.
         var rnd = new Pgd(threat, 1, 0.02) { Targets = TargetChoice.Random };
         using var advRandom = rnd.Perturb(model, x, y);
@@ -138,14 +153,18 @@ public sealed class AttackTests
         using var model = TestSupport.BrieflyTrained(out var data);
         model.train();
         model.zero_grad();
-        foreach (var p in model.parameters()) Assert.True(p.grad is null || p.grad.abs().sum().item<float>() == 0);
+        foreach (var p in model.parameters())
+            Assert.True(p.grad is null || p.grad.abs().sum().item<float>() == 0);
         var (x, y) = Batch(data, 16);
         using var adv = new Pgd(new ThreatModel(Norm.Linf, 0.1), 5, 0.025).Perturb(model, x, y);
         Assert.True(model.training);
         foreach (var p in model.parameters())
         {
             Assert.True(p.requires_grad);
-            Assert.True(p.grad is null || p.grad.abs().sum().item<float>() == 0, "an attack step accumulated a weight gradient");
+            Assert.True(
+                p.grad is null || p.grad.abs().sum().item<float>() == 0,
+                "an attack step accumulated a weight gradient"
+            );
         }
     }
 

@@ -1,4 +1,5 @@
 using ProxyRobust.Attacks;
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using ProxyRobust.Training;
@@ -11,7 +12,8 @@ public sealed class AutoAttackTests
 {
     public AutoAttackTests() => TestSupport.InitTorch();
 
-    /// <summary>A linear classifier z = W x + b on 1x8x8 images, wrapped as a Classifier (identity normalisation).</summary>
+    /// <summary>A linear classifier z = W x + b on 1x8x8 images, wrapped as a Classifier (identity
+    /// normalisation).</summary>
     private static (Classifier Model, Tensor W, Tensor B) LinearModel(int classes, int seed, double scale)
     {
         torch.manual_seed(seed);
@@ -19,14 +21,17 @@ public sealed class AutoAttackTests
         var lin = nn.Linear(64, classes);
         var w = randn(classes, 64) * scale;
         var b = randn(classes) * 0.1;
-        using (no_grad()) { lin.weight!.copy_(w); lin.bias!.copy_(b); }
+        using (no_grad())
+        {
+            lin.weight!.copy_(w);
+            lin.bias!.copy_(b);
+        }
         return (new Classifier(spec, nn.Sequential(("flatten", nn.Flatten()), ("fc", lin))), w, b);
     }
 
-    /// <summary>
-    /// Closed form for a linear model without the box: the smallest perturbation that makes class j beat the label y has
-    /// norm (z_y - z_j) / ||w_y - w_j||_* (dual norm: l-1 for l-inf, l-2 for l-2); the minimum over j is the answer.
-    /// Also returns whether that minimiser stays inside [0,1] (then the box does not change the answer).
+    /// <summary> Closed form for a linear model without the box: the smallest perturbation that makes class j beat the
+    /// label y has norm (z_y - z_j) / ||w_y - w_j||_* (dual norm: l-1 for l-inf, l-2 for l-2); the minimum over j is
+    /// the answer. Also returns whether that minimiser stays inside [0,1] (then the box does not change the answer).
     /// </summary>
     private static (double Distance, bool InsideBox) ClosedFormDistance(Tensor w, Tensor b, Tensor x, long y, Norm norm)
     {
@@ -35,11 +40,13 @@ public sealed class AutoAttackTests
         bool inside = true;
         for (int j = 0; j < z.Length; j++)
         {
-            if (j == y) continue;
+            if (j == y)
+                continue;
             var v = w[y] - w[j];
             double dual = norm == Norm.Linf ? v.abs().sum().item<float>() : v.norm().item<float>();
             double dist = (z[y] - z[j]) / dual;
-            if (dist >= best) continue;
+            if (dist >= best)
+                continue;
             best = dist;
             var d = norm == Norm.Linf ? -dist * v.sign() : -dist * v / v.norm();
             var moved = x + d;
@@ -64,7 +71,8 @@ public sealed class AutoAttackTests
         for (int i = 0; i < 40; i++)
         {
             var (truth, inside) = ClosedFormDistance(w, b, x[i].flatten(), y[i].item<long>(), norm);
-            if (!inside) continue;
+            if (!inside)
+                continue;
             compared++;
             // FAB's answer is an adversarial point, so never below the true minimum; and within 2% of it.
             Assert.InRange(found[i], truth * (1 - 1e-4), truth * 1.02);
@@ -78,38 +86,55 @@ public sealed class AutoAttackTests
     [InlineData(Norm.L2)]
     public void Box_hyperplane_projection_agrees_with_bisection(Norm norm)
     {
-        // The sorted-breakpoint solution against a plain bisection on the same one-dimensional monotone equation, in double.
+        // The sorted-breakpoint solution against a plain bisection on the same one-dimensional monotone equation, in
+        // double.
         torch.manual_seed(11);
-        int n = 64, dims = 30;
+        int n = 64,
+            dims = 30;
         using var t = rand(n, dims, dtype: ScalarType.Float64);
         using var w = randn(n, dims, dtype: ScalarType.Float64);
         using var target = rand(n, dims, dtype: ScalarType.Float64);
-        using var b = (w * target).sum(1);   // a hyperplane through a point of the box: always reachable
+        using var b = (w * target).sum(1); // a hyperplane through a point of the box: always reachable
         using var d = BoxHyperplaneProjection.Project(norm, t, w, b);
-        var tt = t.data<double>().ToArray(); var ww = w.data<double>().ToArray(); var bb = b.data<double>().ToArray();
+        var tt = t.data<double>().ToArray();
+        var ww = w.data<double>().ToArray();
+        var bb = b.data<double>().ToArray();
         var dd = d.data<double>().ToArray();
         for (int r = 0; r < n; r++)
         {
-            var tr = tt.AsSpan(r * dims, dims).ToArray(); var wr = ww.AsSpan(r * dims, dims).ToArray();
+            var tr = tt.AsSpan(r * dims, dims).ToArray();
+            var wr = ww.AsSpan(r * dims, dims).ToArray();
             double c = bb[r] - tr.Zip(wr, (p, q) => p * q).Sum(); // required change of w.x
             // Move of parameter s: l-inf d_i = sign(c w_i) min(s, room_i); l-2 d_i = clip(s c w_i / |c|, box).
-            double[] Move(double s) => Enumerable.Range(0, dims).Select(i =>
-            {
-                double dir = Math.Sign(c * wr[i]);
-                double room = dir > 0 ? 1 - tr[i] : tr[i];
-                return norm == Norm.Linf ? dir * Math.Min(s, room) : dir * Math.Min(s * Math.Abs(wr[i]), room);
-            }).ToArray();
+            double[] Move(double s) =>
+                Enumerable
+                    .Range(0, dims)
+                    .Select(i =>
+                    {
+                        double dir = Math.Sign(c * wr[i]);
+                        double room = dir > 0 ? 1 - tr[i] : tr[i];
+                        return norm == Norm.Linf ? dir * Math.Min(s, room) : dir * Math.Min(s * Math.Abs(wr[i]), room);
+                    })
+                    .ToArray();
             double Gain(double s) => Move(s).Zip(wr, (p, q) => p * q).Sum();
-            double lo = 0, hi = 1e6;
-            for (int k = 0; k < 200; k++) { double mid = (lo + hi) / 2; if (Math.Abs(Gain(mid)) < Math.Abs(c)) lo = mid; else hi = mid; }
+            double lo = 0,
+                hi = 1e6;
+            for (int k = 0; k < 200; k++)
+            {
+                double mid = (lo + hi) / 2;
+                if (Math.Abs(Gain(mid)) < Math.Abs(c))
+                    lo = mid;
+                else
+                    hi = mid;
+            }
             var expected = Move(hi);
-            for (int i = 0; i < dims; i++) Assert.Equal(expected[i], dd[r * dims + i], 1e-7);
+            for (int i = 0; i < dims; i++)
+                Assert.Equal(expected[i], dd[r * dims + i], 1e-7);
             // and the result lies on the hyperplane, inside the box
             Assert.Equal(bb[r], tr.Select((v, i) => (v + dd[r * dims + i]) * wr[i]).Sum(), 1e-7);
             Assert.All(tr.Select((v, i) => v + dd[r * dims + i]), v => Assert.InRange(v, -1e-12, 1 + 1e-12));
         }
     }
-
 
     [Theory]
     [InlineData(Norm.Linf, 0.05)]
@@ -129,10 +154,12 @@ public sealed class AutoAttackTests
             return (int)model.call(adv).argmax(1).eq(y).sum().item<long>();
         }
         int clean;
-        using (no_grad()) clean = (int)model.call(x).argmax(1).eq(y).sum().item<long>();
+        using (no_grad())
+            clean = (int)model.call(x).argmax(1).eq(y).sum().item<long>();
         int pgd = Robust(new Pgd(threat, 20, Pgd.DefaultStepSize(eps, 20), Seed: 1));
         int apgdCe = Robust(new Apgd(threat, 100, Loss: ApgdLoss.CrossEntropy, Seed: 1));
-        // (fewer targets, iterations and queries than AutoAttack's to keep the suite fast; the full ensemble runs below)
+        // (fewer targets, iterations and queries than AutoAttack's to keep the suite fast; the full ensemble runs
+        // below)
         int apgdT = Robust(new Apgd(threat, 100, Loss: ApgdLoss.TargetedDlr, TargetClasses: 3, Seed: 1));
         int apgdDlr = Robust(new Apgd(threat, 50, Loss: ApgdLoss.Dlr, Seed: 1));
         int fabT = Robust(new Fab(threat, 30, Targeted: true, TargetClasses: 2, Seed: 1));
@@ -142,8 +169,10 @@ public sealed class AutoAttackTests
         Assert.True(apgdCe <= pgd, $"APGD-CE {apgdCe} > PGD-20 {pgd} robust points");
         Assert.True(apgdT <= pgd, $"APGD-T {apgdT} > PGD-20 {pgd}");
         // weaker or black-box components still find adversarial examples on this undefended model
-        Assert.True(apgdDlr < clean && fabT < clean && fab < clean && square < clean,
-                    $"DLR {apgdDlr}, FAB-T {fabT}, FAB {fab}, Square {square} of {clean}");
+        Assert.True(
+            apgdDlr < clean && fabT < clean && fab < clean && square < clean,
+            $"DLR {apgdDlr}, FAB-T {fabT}, FAB {fab}, Square {square} of {clean}"
+        );
     }
 
     [Fact]
@@ -151,33 +180,107 @@ public sealed class AutoAttackTests
     {
         using var tmp = new TempDir();
         var (dir, _) = TestSupport.PgdTrainedFashionMnist();
-        var (code, _, err) = TestSupport.RunCli("eval", "--checkpoint", dir, "--attack", "autoattack", "--attacks", "apgd-ce", "--eps", "0.1",
-                                                "--n-examples", "30", "--report", tmp.File("card.md"), "--save-adv", tmp.File("adv.npy"));
+        var (code, _, err) = TestSupport.RunCli(
+            "eval",
+            "--checkpoint",
+            dir,
+            "--attack",
+            "autoattack",
+            "--attacks",
+            "apgd-ce",
+            "--eps",
+            "0.1",
+            "--n-examples",
+            "30",
+            "--report",
+            tmp.File("card.md"),
+            "--save-adv",
+            tmp.File("adv.npy")
+        );
         Assert.True(code == 0, err);
         var card = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tmp.File("card.json")))!;
-        int clean = (int)card["clean"]!["correct"]!, pgd = (int)card["pgd"]!["correct"]!, aa = (int)card["autoattack"]!["correct"]!;
+        int clean = (int)card["clean"]!["correct"]!,
+            pgd = (int)card["pgd"]!["correct"]!,
+            aa = (int)card["autoattack"]!["correct"]!;
         Assert.Equal(30, (int)card["points"]!);
         Assert.True(aa <= pgd && pgd <= clean, $"clean {clean}, PGD-20 {pgd}, APGD-CE {aa}");
         Assert.Contains("APGD-CE", File.ReadAllText(tmp.File("card.md")));
         Assert.True(File.Exists(tmp.File("adv.labels.npy")));
-        (code, _, err) = TestSupport.RunCli("eval", "--checkpoint", dir, "--attack", "autoattack", "--attacks", "apgd-ce,nope", "--eps", "0.1");
+        (code, _, err) = TestSupport.RunCli(
+            "eval",
+            "--checkpoint",
+            dir,
+            "--attack",
+            "autoattack",
+            "--attacks",
+            "apgd-ce,nope",
+            "--eps",
+            "0.1"
+        );
         Assert.Equal(2, code);
         Assert.Contains("'nope' is not part of AutoAttack", err);
+    }
+
+    /// <summary>
+    /// The long components report how far they are on a batch (so AutoAttack's progress moves within a batch):
+    /// fractions in [0,1], never going back, more than one per batch.
+    /// </summary>
+    [Fact]
+    public void Long_attacks_report_their_progress_within_a_batch()
+    {
+        var (model, _, _) = LinearModel(5, 3, 1.0);
+        using var scope = NewDisposeScope();
+        var x = rand(6, 1, 8, 8);
+        Tensor y;
+        using (no_grad())
+            y = model.call(x).argmax(1); // every point correct, and with a tiny budget it stays so: full runs
+        var threat = new ThreatModel(Norm.Linf, 1e-4);
+        IAttack[] attacks =
+        [
+            new Apgd(threat, 50, Loss: ApgdLoss.TargetedDlr, TargetClasses: 3),
+            new Fab(threat, 10, Targeted: true, TargetClasses: 3),
+            new Square(threat, 300),
+        ];
+        foreach (var attack in attacks)
+        {
+            var seen = new List<double>();
+            attack.WithProgress(new Reporter<double>(seen.Add)).Perturb(model, x, y);
+            Assert.True(seen.Count >= 2, $"{attack.Name}: {seen.Count} reports");
+            Assert.All(seen, f => Assert.InRange(f, 0.0, 1.0));
+            Assert.True(
+                seen.Zip(seen.Skip(1)).All(p => p.Second >= p.First),
+                $"{attack.Name} went back: {string.Join(", ", seen)}"
+            );
+        }
     }
 
     [Fact]
     public void Apgd_step_size_schedule_has_the_papers_checkpoints()
     {
         // w_0 = 0, w_1 = 22, then gaps shrinking by 3 down to 6 (of 100 iterations): 22, 19, 16, 13, 10, 7, 6, 6, ...
-        int k = Math.Max((int)(0.22 * 100), 1), min = Math.Max((int)(0.06 * 100), 1), dec = Math.Max((int)(0.03 * 100), 1);
+        int k = Math.Max((int)(0.22 * 100), 1),
+            min = Math.Max((int)(0.06 * 100), 1),
+            dec = Math.Max((int)(0.03 * 100), 1);
         var checkpoints = new List<int>();
         int since = 0;
         for (int i = 0; i < 100; i++)
-            if (++since == k) { checkpoints.Add(i + 1); k = Math.Max(k - dec, min); since = 0; }
+            if (++since == k)
+            {
+                checkpoints.Add(i + 1);
+                k = Math.Max(k - dec, min);
+                since = 0;
+            }
         // Croce & Hein: p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), p_0 = 0, p_1 = 0.22
         var paper = new List<int>();
-        double p0 = 0, p1 = 0.22;
-        while (p1 <= 1.0 + 1e-9) { paper.Add((int)Math.Round(p1 * 100)); double next = p1 + Math.Max(p1 - p0 - 0.03, 0.06); p0 = p1; p1 = next; }
+        double p0 = 0,
+            p1 = 0.22;
+        while (p1 <= 1.0 + 1e-9)
+        {
+            paper.Add((int)Math.Round(p1 * 100));
+            double next = p1 + Math.Max(p1 - p0 - 0.03, 0.06);
+            p0 = p1;
+            p1 = next;
+        }
         Assert.Equal(paper, checkpoints);
     }
 
@@ -192,10 +295,10 @@ public sealed class AutoAttackTests
         foreach (var s in new long[] { 3, 5, 7, 8 })
         {
             using var eta = Square.Eta(s);
-            Assert.Equal(1.0, eta.pow(2).sum().item<float>(), 5);                   // unit l-2 norm
-            Assert.True(eta[..(int)(s / 2)].gt(0).all().item<bool>());              // top half positive,
-            Assert.True(eta[(int)(s / 2)..].lt(0).all().item<bool>());              // bottom half negative,
-            int c = (int)(s / 4);                                                    // peaked at the centre of the top half
+            Assert.Equal(1.0, eta.pow(2).sum().item<float>(), 5); // unit l-2 norm
+            Assert.True(eta[..(int)(s / 2)].gt(0).all().item<bool>()); // top half positive,
+            Assert.True(eta[(int)(s / 2)..].lt(0).all().item<bool>()); // bottom half negative,
+            int c = (int)(s / 4); // peaked at the centre of the top half
             Assert.Equal(eta[..(int)(s / 2)].max().item<float>(), eta[c, (int)(s / 2)].item<float>(), 6);
         }
     }
@@ -203,22 +306,36 @@ public sealed class AutoAttackTests
     [Fact]
     public void AutoAttack_on_a_pgd_trained_fashion_mnist_model_is_at_most_pgd_and_close_to_it()
     {
-        // End to end on real data: PGD-AT on 2,000 Fashion-MNIST images, then AutoAttack (standard) and PGD-20 at eps 0.1
-        // on the same 100 test points. AutoAttack may only be lower (it includes stronger attacks), and not by much on an
-        // honestly trained model: a large gap would mean masked gradients or a broken attack.
+        // End to end on real data: PGD-AT on 2,000 Fashion-MNIST images, then AutoAttack (standard) and PGD-20 at eps
+        // 0.1 on the same 100 test points. AutoAttack may only be lower (it includes stronger attacks), and not by much
+        // on an honestly trained model: a large gap would mean masked gradients or a broken attack.
         var (dir, _) = TestSupport.PgdTrainedFashionMnist();
         using var model = Checkpoint.LoadClassifier(Path.Combine(dir, "final.json"));
         using var test = TestSupport.FashionMnist(Split.Test);
         using var points = test.Split(100, 7).Taken;
         var threat = new ThreatModel(Norm.Linf, 0.1);
-        var pgd = RobustEvaluation.Evaluate(model, points, new Pgd(threat, 20, Pgd.DefaultStepSize(0.1, 20)), 100, CPU, seed: 3);
+        var pgd = RobustEvaluation.Evaluate(
+            model,
+            points,
+            new Pgd(threat, 20, Pgd.DefaultStepSize(0.1, 20)),
+            100,
+            CPU,
+            seed: 3
+        );
         var aa = new AutoAttack(threat, AutoAttackVersion.Standard, seed: 3, batchSize: 100).Run(model, points, CPU);
         Assert.Equal(pgd.Clean.Correct, aa.CleanCorrect);
-        Assert.True(aa.RobustCorrect <= pgd.Robust!.Correct, $"AutoAttack {aa.RobustCorrect} > PGD-20 {pgd.Robust.Correct} robust points");
-        Assert.True(aa.RobustCorrect >= pgd.Robust.Correct - 8, $"AutoAttack {aa.RobustCorrect} far below PGD-20 {pgd.Robust.Correct}");
+        Assert.True(
+            aa.RobustCorrect <= pgd.Robust!.Correct,
+            $"AutoAttack {aa.RobustCorrect} > PGD-20 {pgd.Robust.Correct} robust points"
+        );
+        Assert.True(
+            aa.RobustCorrect >= pgd.Robust.Correct - 8,
+            $"AutoAttack {aa.RobustCorrect} far below PGD-20 {pgd.Robust.Correct}"
+        );
         Assert.True(aa.RobustCorrect > 20, $"robust accuracy {aa.RobustCorrect}% after PGD-AT");
         Assert.Equal(["apgd-ce", "apgd-t", "fab-t", "square"], aa.Stages.Select(s => s.Attack));
-        for (int i = 1; i < aa.Stages.Count; i++) Assert.True(aa.Stages[i].RobustAfter <= aa.Stages[i - 1].RobustAfter);
+        for (int i = 1; i < aa.Stages.Count; i++)
+            Assert.True(aa.Stages[i].RobustAfter <= aa.Stages[i - 1].RobustAfter);
         // Re-evaluate the returned examples: exactly the points reported robust are classified correctly.
         var adv = tensor(aa.Adversarial).view(100, 28, 28, 1).permute(0, 3, 1, 2);
         var (_, y) = new BatchSampler(points, 100, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(CPU);

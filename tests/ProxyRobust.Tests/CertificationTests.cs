@@ -9,7 +9,8 @@ public sealed class CertificationTests
 {
     public CertificationTests() => TestSupport.InitTorch();
 
-    /// <summary>P(X &gt;= k) for X ~ Bin(n, p), by direct summation of the pmf in log space (independent of any library).</summary>
+    /// <summary>P(X &gt;= k) for X ~ Bin(n, p), by direct summation of the pmf in log space (independent of any
+    /// library).</summary>
     private static double UpperTail(long k, long n, double p)
     {
         double sum = 0;
@@ -24,7 +25,8 @@ public sealed class CertificationTests
     private static double LogChoose(long n, long k)
     {
         double s = 0;
-        for (long i = 1; i <= k; i++) s += Math.Log(n - k + i) - Math.Log(i);
+        for (long i = 1; i <= k; i++)
+            s += Math.Log(n - k + i) - Math.Log(i);
         return s;
     }
 
@@ -63,7 +65,8 @@ public sealed class CertificationTests
     public void Binomial_test_matches_direct_summation()
     {
         Assert.Equal(Math.Min(1, 2 * UpperTail(60, 100, 0.5)), SmoothingStatistics.BinomialTestHalf(60, 40), 10);
-        Assert.Equal(Math.Min(1, 2 * UpperTail(9, 10, 0.5)), SmoothingStatistics.BinomialTestHalf(1, 9), 10); // 0.021484375
+        // 0.021484375
+        Assert.Equal(Math.Min(1, 2 * UpperTail(9, 10, 0.5)), SmoothingStatistics.BinomialTestHalf(1, 9), 10);
         Assert.Equal(1.0, SmoothingStatistics.BinomialTestHalf(50, 50));
     }
 
@@ -113,9 +116,14 @@ public sealed class CertificationTests
     {
         var (model, x, margin) = LinearCase(0.2);
         var smoothed = new SmoothedClassifier(model, 2, sigma: 0.5, batchSize: 2_000);
-        int trials = 200, above = 0;
+        int trials = 200,
+            above = 0;
         for (int t = 0; t < trials; t++)
-            if (smoothed.Certify(x, 50, 2_000, alpha: 0.05, seed: 1000 + t) is { Abstained: false } c && c.Radius > margin) above++;
+            if (
+                smoothed.Certify(x, 50, 2_000, alpha: 0.05, seed: 1000 + t) is { Abstained: false } c
+                && c.Radius > margin
+            )
+                above++;
         // Expected at most alpha * trials = 10; the probability of more than 20 under Bin(200, 0.05) is below 0.2%.
         Assert.True(above <= 20, $"{above} of {trials} certificates exceed the true radius");
     }
@@ -139,15 +147,46 @@ public sealed class CertifyCliTests
     {
         // End to end on real data: a Gaussian-noise-trained small CNN, 40 test points, n = 500.
         using var tmp = new TempDir();
-        var train = TestSupport.RunCli("train", "--method", "gaussian", "--sigma", "0.25", "--train-size", "3000", "--eval-size", "100",
-                                       "--epochs", "3", "--lr", "0.05", "--out", tmp.File("noise"));
+        var train = TestSupport.RunCli(
+            "train",
+            "--method",
+            "gaussian",
+            "--sigma",
+            "0.25",
+            "--train-size",
+            "3000",
+            "--eval-size",
+            "100",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.05",
+            "--out",
+            tmp.File("noise")
+        );
         Assert.True(train.Code == 0, train.Err);
-        var r = TestSupport.RunCli("certify", "--checkpoint", tmp.File("noise"), "--sigma", "0.25", "--n0", "50", "--n", "500",
-                                   "--alpha", "0.001", "--n-examples", "40", "--out", tmp.File("cert.tsv"));
+        var r = TestSupport.RunCli(
+            "certify",
+            "--checkpoint",
+            tmp.File("noise"),
+            "--sigma",
+            "0.25",
+            "--n0",
+            "50",
+            "--n",
+            "500",
+            "--alpha",
+            "0.001",
+            "--n-examples",
+            "40",
+            "--out",
+            tmp.File("cert.tsv")
+        );
         Assert.True(r.Code == 0, r.Err);
         var rows = File.ReadAllLines(tmp.File("cert.tsv")).Skip(1).Select(l => l.Split('\t')).ToList();
         Assert.Equal(40, rows.Count);
-        // No radius can exceed the one for pA-hat = 1: sigma * Phi^-1(alpha^(1/n)) (the Clopper-Pearson bound for n of n).
+        // No radius can exceed the one for pA-hat = 1: sigma * Phi^-1(alpha^(1/n)) (the Clopper-Pearson bound for n of
+        // n).
         double cap = 0.25 * SmoothingStatistics.NormalQuantile(Math.Pow(0.001, 1.0 / 500));
         var radii = rows.Select(x => double.Parse(x[3], System.Globalization.CultureInfo.InvariantCulture)).ToList();
         Assert.All(radii, rad => Assert.InRange(rad, 0, cap + 1e-4));
@@ -155,16 +194,35 @@ public sealed class CertifyCliTests
         // Abstentions have radius 0 and prediction -1; correct means prediction == label.
         Assert.All(rows, x => Assert.Equal(x[2] == x[1] ? "1" : "0", x[4]));
         var summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tmp.File("cert.json")))!;
-        var accAtHalf = summary["certifiedAccuracy"]!.AsArray().First(a => a!["radius"]!.GetValue<double>() == 0.5)!["accuracy"]!.GetValue<double>();
+        var accAtHalf = summary["certifiedAccuracy"]!.AsArray().First(a => a!["radius"]!.GetValue<double>() == 0.5)![
+            "accuracy"
+        ]!.GetValue<double>();
         Assert.Equal(rows.Count(x => x[4] == "1" && radii[rows.IndexOf(x)] >= 0.5) / 40.0, accAtHalf, 10);
         var accAtZero = summary["certifiedAccuracy"]!.AsArray()[0]!["accuracy"]!.GetValue<double>();
         Assert.True(accAtZero > 0.5, $"certified accuracy at radius 0 is {accAtZero}");
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, File.ReadAllBytes(tmp.File("cert.png"))[..4]);
-        // Interrupted after 15 points (the 16th line cut mid-write), then --resume: the same certificates as the run above.
+        // Interrupted after 15 points (the 16th line cut mid-write), then --resume: the same certificates as the run
+        // above.
         var lines = File.ReadAllLines(tmp.File("cert.tsv"));
         File.WriteAllText(tmp.File("again.tsv.partial"), string.Join("\n", lines.Take(16)) + "\n" + lines[16][..5]);
-        var resumed = TestSupport.RunCli("certify", "--checkpoint", tmp.File("noise"), "--sigma", "0.25", "--n0", "50", "--n", "500",
-                                         "--alpha", "0.001", "--n-examples", "40", "--out", tmp.File("again.tsv"), "--resume");
+        var resumed = TestSupport.RunCli(
+            "certify",
+            "--checkpoint",
+            tmp.File("noise"),
+            "--sigma",
+            "0.25",
+            "--n0",
+            "50",
+            "--n",
+            "500",
+            "--alpha",
+            "0.001",
+            "--n-examples",
+            "40",
+            "--out",
+            tmp.File("again.tsv"),
+            "--resume"
+        );
         Assert.True(resumed.Code == 0, resumed.Err);
         Assert.Contains("15 of 40 points already certified", resumed.Out);
         var again = File.ReadAllLines(tmp.File("again.tsv")).Skip(1).Select(l => l.Split('\t')[..5]).ToList();
@@ -172,8 +230,21 @@ public sealed class CertifyCliTests
         Assert.False(File.Exists(tmp.File("again.tsv.partial")));
         // A second model's curve is drawn from its summary; a file that is no summary fails before any work.
         File.WriteAllText(tmp.File("bad.json"), "{ \"x\": 1 }");
-        var bad = TestSupport.RunCli("certify", "--checkpoint", tmp.File("noise"), "--sigma", "0.25", "--n", "100", "--n-examples", "5",
-                                     "--out", tmp.File("c2.tsv"), "--compare", tmp.File("bad.json"));
+        var bad = TestSupport.RunCli(
+            "certify",
+            "--checkpoint",
+            tmp.File("noise"),
+            "--sigma",
+            "0.25",
+            "--n",
+            "100",
+            "--n-examples",
+            "5",
+            "--out",
+            tmp.File("c2.tsv"),
+            "--compare",
+            tmp.File("bad.json")
+        );
         Assert.Equal(1, bad.Code);
         Assert.Contains("bad.json", bad.Err);
         Assert.False(File.Exists(tmp.File("c2.tsv")));

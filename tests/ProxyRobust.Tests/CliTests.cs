@@ -1,7 +1,7 @@
-using ProxyRobust.Training;
 using System.Buffers.Binary;
 using System.Text.Json.Nodes;
 using ProxyRobust.Data;
+using ProxyRobust.Training;
 
 namespace ProxyRobust.Tests;
 
@@ -24,27 +24,40 @@ public sealed class CliTests
         using var tmp = new TempDir();
         // truncated IDX
         var idx = new byte[16 + 10];
-        idx[2] = 8; idx[3] = 3;
+        idx[2] = 8;
+        idx[3] = 3;
         BinaryPrimitives.WriteInt32BigEndian(idx.AsSpan(4), 5);
         BinaryPrimitives.WriteInt32BigEndian(idx.AsSpan(8), 4);
         BinaryPrimitives.WriteInt32BigEndian(idx.AsSpan(12), 4);
         Directory.CreateDirectory(tmp.File("idx"));
         File.WriteAllBytes(tmp.File("idx/train-images-idx3-ubyte"), idx);
         File.WriteAllBytes(tmp.File("idx/train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3, 4, 5]);
-        AssertOneClearError(TestSupport.RunCli("data", "info", "--data", tmp.File("idx"), "--grid", tmp.File("g.png")), "train-images-idx3-ubyte: truncated");
+        AssertOneClearError(
+            TestSupport.RunCli("data", "info", "--data", tmp.File("idx"), "--grid", tmp.File("g.png")),
+            "train-images-idx3-ubyte: truncated"
+        );
 
         // CIFAR file of the wrong size
         Directory.CreateDirectory(tmp.File("cifar"));
         File.WriteAllBytes(tmp.File("cifar/data_batch_1.bin"), new byte[3073 * 2 + 5]);
-        AssertOneClearError(TestSupport.RunCli("data", "info", "--data", tmp.File("cifar"), "--grid", tmp.File("g.png")), "not a multiple");
+        AssertOneClearError(
+            TestSupport.RunCli("data", "info", "--data", tmp.File("cifar"), "--grid", tmp.File("g.png")),
+            "not a multiple"
+        );
 
         // npy with the wrong dtype, and with labels out of range
         Npy.Write(tmp.File("a.npy"), "<i4", [2, 4, 4, 1], new byte[2 * 16 * 4]);
         Npy.WriteLabels(tmp.File("a.labels.npy"), [0, 1]);
-        AssertOneClearError(TestSupport.RunCli("train", "--data", tmp.File("a.npy"), "--out", tmp.File("run")), "a.npy: images must be uint8");
+        AssertOneClearError(
+            TestSupport.RunCli("train", "--data", tmp.File("a.npy"), "--out", tmp.File("run")),
+            "a.npy: images must be uint8"
+        );
         Npy.Write(tmp.File("b.npy"), "|u1", [2, 4, 4, 1], new byte[32]);
         Npy.WriteLabels(tmp.File("b.labels.npy"), [0, -3]);
-        AssertOneClearError(TestSupport.RunCli("data", "info", "--data", tmp.File("b.npy"), "--grid", tmp.File("g.png")), "b.labels.npy");
+        AssertOneClearError(
+            TestSupport.RunCli("data", "info", "--data", tmp.File("b.npy"), "--grid", tmp.File("g.png")),
+            "b.labels.npy"
+        );
 
         // empty folder, missing file
         Directory.CreateDirectory(tmp.File("empty"));
@@ -79,11 +92,24 @@ public sealed class CliTests
     [Fact]
     public void Train_then_eval_on_real_data_reaches_a_real_accuracy()
     {
-        // End to end on Fashion-MNIST: 8,000 training images, 4 epochs. A linear model reaches ~84% on the full data (Xiao et al. 2017),
-        // a CNN trained this briefly should clearly exceed that; chance is 10%.
+        // End to end on Fashion-MNIST: 8,000 training images, 4 epochs. A linear model reaches ~84% on the full data
+        // (Xiao et al. 2017), a CNN trained this briefly should clearly exceed that; chance is 10%.
         using var tmp = new TempDir();
-        var train = TestSupport.RunCli("train", "--train-size", "8000", "--eval-size", "2000", "--epochs", "4", "--lr", "0.05",
-                                       "--out", tmp.File("run"), "--threads", "2");
+        var train = TestSupport.RunCli(
+            "train",
+            "--train-size",
+            "8000",
+            "--eval-size",
+            "2000",
+            "--epochs",
+            "4",
+            "--lr",
+            "0.05",
+            "--out",
+            tmp.File("run"),
+            "--threads",
+            "2"
+        );
         Assert.True(train.Code == 0, train.Err);
         var result = JsonNode.Parse(File.ReadAllText(tmp.File("run/result.json")))!;
         double acc = result["test"]!["last"]!["clean"]!.GetValue<double>();
@@ -104,11 +130,36 @@ public sealed class LabelCliTests
     {
         TestSupport.InitTorch();
         using var tmp = new TempDir();
-        Assert.Equal(0, TestSupport.RunCli("train", "--train-size", "3000", "--eval-size", "100", "--epochs", "3", "--lr", "0.05", "--out", tmp.File("clf")).Code);
+        Assert.Equal(
+            0,
+            TestSupport
+                .RunCli(
+                    "train",
+                    "--train-size",
+                    "3000",
+                    "--eval-size",
+                    "100",
+                    "--epochs",
+                    "3",
+                    "--lr",
+                    "0.05",
+                    "--out",
+                    tmp.File("clf")
+                )
+                .Code
+        );
         using var test = TestSupport.FashionMnist(Split.Test);
         using var unlabeled = test.Split(400, 1).Taken;
         NpyDataset.Write(unlabeled, tmp.File("samples.npy"), labelsPath: null);
-        var r = TestSupport.RunCli("label", "--classifier", tmp.File("clf"), "--in", tmp.File("samples.npy"), "--out", tmp.File("store.npy"));
+        var r = TestSupport.RunCli(
+            "label",
+            "--classifier",
+            tmp.File("clf"),
+            "--in",
+            tmp.File("samples.npy"),
+            "--out",
+            tmp.File("store.npy")
+        );
         Assert.True(r.Code == 0, r.Err);
         var predicted = Npy.ReadLabels(tmp.File("store.labels.npy"));
         var confidence = Npy.ReadFloats(tmp.File("store.confidence.npy"));
@@ -123,7 +174,8 @@ public sealed class LabelCliTests
         var expected = probs.argmax(1).data<long>().ToArray();
         var expectedConf = probs.amax([1]).data<float>().ToArray();
         Assert.Equal(expected.Select(v => (int)v), predicted);
-        for (int i = 0; i < confidence.Length; i++) Assert.Equal(expectedConf[i], confidence[i], 5);
+        for (int i = 0; i < confidence.Length; i++)
+            Assert.Equal(expectedConf[i], confidence[i], 5);
         // and the pseudo-labels are mostly right on real images
         Assert.True(predicted.Zip(unlabeled.Labels).Count(p => p.First == p.Second) > 0.75 * 400);
     }

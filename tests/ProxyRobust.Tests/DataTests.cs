@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using SkiaSharp;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Tests;
 
@@ -11,8 +11,10 @@ public sealed class DataTests
     private static byte[] Idx(byte[] data, params int[] dims)
     {
         var bytes = new byte[4 + 4 * dims.Length + data.Length];
-        bytes[2] = 0x08; bytes[3] = (byte)dims.Length;
-        for (int d = 0; d < dims.Length; d++) BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(4 + 4 * d), dims[d]);
+        bytes[2] = 0x08;
+        bytes[3] = (byte)dims.Length;
+        for (int d = 0; d < dims.Length; d++)
+            BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(4 + 4 * d), dims[d]);
         data.CopyTo(bytes, 4 + 4 * dims.Length);
         return bytes;
     }
@@ -20,7 +22,8 @@ public sealed class DataTests
     private static byte[] Gzip(byte[] raw)
     {
         using var ms = new MemoryStream();
-        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true)) gz.Write(raw);
+        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true))
+            gz.Write(raw);
         return ms.ToArray();
     }
 
@@ -102,11 +105,17 @@ public sealed class DataTests
         // wrong dtype
         Npy.Write(tmp.File("f.npy"), "<f4", [6, 8, 8, 3], new byte[6 * 192 * 4]);
         Npy.WriteLabels(tmp.File("f.labels.npy"), labels);
-        Assert.Contains("uint8", Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("f.npy"), Split.Train)).Message);
+        Assert.Contains(
+            "uint8",
+            Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("f.npy"), Split.Train)).Message
+        );
         // wrong shape (channels first)
         Npy.Write(tmp.File("s.npy"), "|u1", [6, 3, 8, 8], images);
         Npy.WriteLabels(tmp.File("s.labels.npy"), labels);
-        Assert.Contains("NHWC", Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("s.npy"), Split.Train)).Message);
+        Assert.Contains(
+            "NHWC",
+            Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("s.npy"), Split.Train)).Message
+        );
         // float labels
         Npy.Write(tmp.File("y.npy"), "|u1", [6, 8, 8, 3], images);
         Npy.Write(tmp.File("y.labels.npy"), "<f8", [6], new byte[48]);
@@ -114,11 +123,17 @@ public sealed class DataTests
         Assert.Equal(tmp.File("y.labels.npy"), fl.FilePath);
         // count mismatch
         Npy.WriteLabels(tmp.File("y.labels.npy"), labels[..5]);
-        Assert.Contains("5 labels", Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("y.npy"), Split.Train)).Message);
+        Assert.Contains(
+            "5 labels",
+            Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("y.npy"), Split.Train)).Message
+        );
         // truncated data
         File.WriteAllBytes(tmp.File("t.npy"), File.ReadAllBytes(tmp.File("x.npy"))[..^10]);
         Npy.WriteLabels(tmp.File("t.labels.npy"), labels);
-        Assert.Contains("truncated", Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("t.npy"), Split.Train)).Message);
+        Assert.Contains(
+            "truncated",
+            Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("t.npy"), Split.Train)).Message
+        );
     }
 
     [Fact]
@@ -128,13 +143,21 @@ public sealed class DataTests
         var (images, labels) = TestSupport.RandomImages(3, 4, 4, 1, 3, seed: 5);
         File.WriteAllBytes(tmp.File("train-images-idx3-ubyte"), Idx(images, 3, 4, 4));
         File.WriteAllBytes(tmp.File("train-labels-idx1-ubyte"), Idx([0, 1, 200], 3));
-        var e = Assert.Throws<DataFormatException>(() => IdxReader.Read(tmp.File("train-images-idx3-ubyte"), tmp.File("train-labels-idx1-ubyte"),
-                                                                         Enumerable.Range(0, 10).Select(i => i.ToString()).ToArray()));
+        var e = Assert.Throws<DataFormatException>(() =>
+            IdxReader.Read(
+                tmp.File("train-images-idx3-ubyte"),
+                tmp.File("train-labels-idx1-ubyte"),
+                Enumerable.Range(0, 10).Select(i => i.ToString()).ToArray()
+            )
+        );
         Assert.Contains("200", e.Message);
         Assert.Equal(tmp.File("train-labels-idx1-ubyte"), e.FilePath);
         Npy.Write(tmp.File("x.npy"), "|u1", [3, 4, 4], images);
         Npy.WriteLabels(tmp.File("x.labels.npy"), [0, -1, 2]);
-        Assert.Contains("negative", Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("x.npy"), Split.Train)).Message);
+        Assert.Contains(
+            "negative",
+            Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("x.npy"), Split.Train)).Message
+        );
     }
 
     [Fact]
@@ -142,7 +165,10 @@ public sealed class DataTests
     {
         using var tmp = new TempDir();
         Directory.CreateDirectory(tmp.File("empty"));
-        Assert.Contains("empty", Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("empty"), Split.Train)).Message);
+        Assert.Contains(
+            "empty",
+            Assert.Throws<DataFormatException>(() => DatasetLoader.Load(tmp.File("empty"), Split.Train)).Message
+        );
         foreach (var (cls, colour) in new[] { ("b_red", SKColors.Red), ("a_blue", SKColors.Blue) })
         {
             Directory.CreateDirectory(tmp.File($"imgs/{cls}"));
@@ -172,11 +198,23 @@ public sealed class DataTests
     public void Sampler_visits_every_image_once_per_epoch_and_is_reproducible()
     {
         var (images, labels) = TestSupport.RandomImages(103, 4, 4, 1, 10, seed: 6);
-        using var ds = new ImageDataset("mem", new ArrayImageStore(images, 16), labels, 4, 4, 1, Enumerable.Range(0, 10).Select(i => $"{i}").ToArray());
+        using var ds = new ImageDataset(
+            "mem",
+            new ArrayImageStore(images, 16),
+            labels,
+            4,
+            4,
+            1,
+            Enumerable.Range(0, 10).Select(i => $"{i}").ToArray()
+        );
         var sampler = new BatchSampler(ds, 10, shuffle: true, AugmentOptions.None, seed: 7);
         Assert.Equal(11, sampler.BatchesPerEpoch);
         var seen = new List<float>();
-        foreach (var b in sampler.Epoch(3)) for (int i = 0; i < b.Count; i++) seen.Add(b.Images[i * 16] * 255f);
+        foreach (var b in sampler.Epoch(3))
+        {
+            for (int i = 0; i < b.Count; i++)
+                seen.Add(b.Images[i * 16] * 255f);
+        }
         // The first pixel identifies images here only up to collisions; compare as multisets.
         var expected = Enumerable.Range(0, 103).Select(i => (float)images[i * 16]).OrderBy(v => v);
         Assert.Equal(expected.ToArray(), seen.Select(v => MathF.Round(v)).OrderBy(v => v).ToArray());
@@ -206,7 +244,15 @@ public sealed class DataTests
     public void Stratified_split_is_balanced_and_disjoint()
     {
         var (images, labels) = TestSupport.RandomImages(200, 2, 2, 1, 10, seed: 8);
-        using var ds = new ImageDataset("mem", new ArrayImageStore(images, 4), labels, 2, 2, 1, Enumerable.Range(0, 10).Select(i => $"{i}").ToArray());
+        using var ds = new ImageDataset(
+            "mem",
+            new ArrayImageStore(images, 4),
+            labels,
+            2,
+            2,
+            1,
+            Enumerable.Range(0, 10).Select(i => $"{i}").ToArray()
+        );
         var (taken, rest) = ds.Split(50, seed: 1);
         Assert.Equal(50, taken.Count);
         Assert.Equal(150, rest.Count);

@@ -1,8 +1,9 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json.Nodes;
+using ProxyRobust.Core;
 using ProxyRobust.Experiments;
 using ProxyRobust.Reporting;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Tests;
 
@@ -22,7 +23,23 @@ public sealed class ExperimentTests
     }
 
     private static string[] SweepArgs(string dir) =>
-        ["sweep", "--real", "100,150,200", "--synthetic", "0,200,400", "--epochs", "1", "--eval-size", "50", "--val-size", "30", "--out", dir, "--threads", "1"];
+        [
+            "sweep",
+            "--real",
+            "100,150,200",
+            "--synthetic",
+            "0,200,400",
+            "--epochs",
+            "1",
+            "--eval-size",
+            "50",
+            "--val-size",
+            "30",
+            "--out",
+            dir,
+            "--threads",
+            "1",
+        ];
 
     [Fact]
     public void Sweep_of_3x3_cells_is_killed_and_resumed_without_redoing_finished_cells_and_its_report_can_be_rebuilt()
@@ -30,9 +47,15 @@ public sealed class ExperimentTests
         using var tmp = new TempDir();
         var dir = tmp.File("sweep");
         // Start the sweep in a child process and kill it once the first cell has finished.
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"));
-        foreach (var a in SweepArgs(dir)) psi.ArgumentList.Add(a);
+        foreach (var a in SweepArgs(dir))
+            psi.ArgumentList.Add(a);
         var first = Path.Combine(dir, "cells", "r100-p0-g0.5-e0.1-s0", "evaluation.json");
         using (var child = Process.Start(psi)!)
         {
@@ -41,7 +64,8 @@ public sealed class ExperimentTests
             child.BeginOutputReadLine();
             child.BeginErrorReadLine();
             var clock = Stopwatch.StartNew();
-            while (!File.Exists(first) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4)) Thread.Sleep(100);
+            while (!File.Exists(first) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4))
+                Thread.Sleep(100);
             Assert.True(File.Exists(first), "the first cell did not finish");
             child.Kill(true);
             child.WaitForExit();
@@ -65,7 +89,10 @@ public sealed class ExperimentTests
             Assert.Equal(50, clean.Length);
             Assert.Equal(50, robust.Length);
             // A point that survives the attack is classified correctly when clean (the attack starts from it).
-            Assert.All(Enumerable.Range(0, 50), i => Assert.True(!robust[i] || clean[i], $"point {i} robust but not clean"));
+            Assert.All(
+                Enumerable.Range(0, 50),
+                i => Assert.True(!robust[i] || clean[i], $"point {i} robust but not clean")
+            );
             Assert.Equal(clean.Count(c => c) / 50.0, e["clean"]!.GetValue<double>(), 10);
         }
         // The report and its plots can be rebuilt from experiment.json alone.
@@ -79,10 +106,20 @@ public sealed class ExperimentTests
         var md = File.ReadAllText(Path.Combine(dir, "report.md"));
         Assert.Contains("| 200 | 400 |", md);
         // the paired gain of a proxy cell over its real-only cell, counted here from the stored per-point outcomes
-        int RobustPoints(int real, int synthetic) => Bits.Parse((string?)cells.Single(c =>
-            (int)c!["parameters"]!["real"]! == real && (int)c!["parameters"]!["synthetic"]! == synthetic)!["evaluation"]!["pgd20Hits"]).Count(h => h);
+        int RobustPoints(int real, int synthetic) =>
+            Bits.Parse(
+                    (string?)
+                        cells.Single(c =>
+                            (int)c!["parameters"]!["real"]! == real && (int)c!["parameters"]!["synthetic"]! == synthetic
+                        )!["evaluation"]!["pgd20Hits"]
+                )
+                .Count(h => h);
         double gain = 100.0 * (RobustPoints(200, 400) - RobustPoints(200, 0)) / 50;
-        Assert.Contains($"- 200 real + 400 proxy, seed 0: PGD-20 **{(gain >= 0 ? "+" : "")}{gain.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)} (", md);
+        Assert.Contains(
+            $"- 200 real + 400 proxy, seed 0: PGD-20 "
+                + $"**{(gain >= 0 ? "+" : "")}{gain.ToString("F1", CultureInfo.InvariantCulture)} (",
+            md
+        );
         Assert.True(new FileInfo(Path.Combine(dir, "robust-vs-proxy.png")).Length > 10_000);
         // A corrupt experiment.json: one error naming the file, exit 1, the previous report untouched.
         File.WriteAllText(Path.Combine(dir, "experiment.json"), "{\"kind\": \"sweep\", \"cells\": [");
@@ -95,14 +132,25 @@ public sealed class ExperimentTests
     [Fact]
     public void Demo_experiment_reports_baseline_and_port_side_by_side_with_the_paired_gain()
     {
-        // The demo's machinery at a tiny scale on real Fashion-MNIST: two cells, evaluation with AutoAttack, the report.
+        // The demo's machinery at a tiny scale on real Fashion-MNIST: two cells, evaluation with AutoAttack, the
+        // report.
         using var tmp = new TempDir();
         var root = tmp.File("demo");
-        var settings = new ExperimentSettings { Epochs = 2, EvalPoints = 60, AutoAttackPoints = 20, ValSize = 40, CertifyPoints = 12, CertifySamples = 300 };
+        var settings = new ExperimentSettings
+        {
+            Epochs = 2,
+            EvalPoints = 60,
+            AutoAttackPoints = 20,
+            ValSize = 40,
+            CertifyPoints = 12,
+            CertifySamples = 300,
+        };
         ExperimentCell[] cells =
         [
-            new("baseline-s0", 150, 0, 0.5, 0.1, 0), new("port-s0", 150, 600, 0.5, 0.1, 0),
-            new("noise-baseline-s0", 150, 0, 0.5, 0.1, 0, Gaussian: true), new("noise-port-s0", 150, 600, 0.5, 0.1, 0, Gaussian: true),
+            new("baseline-s0", 150, 0, 0.5, 0.1, 0),
+            new("port-s0", 150, 600, 0.5, 0.1, 0),
+            new("noise-baseline-s0", 150, 0, 0.5, 0.1, 0, Gaussian: true),
+            new("noise-port-s0", 150, 600, 0.5, 0.1, 0, Gaussian: true),
         ];
         var records = cells.Select(c => Experiment.RunCell(root, settings, c)).ToList();
         Experiment.Save(root, "port-demo", "test", settings, cells, records);
@@ -113,17 +161,25 @@ public sealed class ExperimentTests
         var evals = records.Take(2).Select(r => r.Evaluation).ToArray();
         double expected = 100 * (evals[1].Pgd20!.Value - evals[0].Pgd20!.Value);
         var line = md.Split('\n').Single(l => l.Contains("seed 0, PGD-20:"));
-        Assert.Contains($"{(expected >= 0 ? "+" : "")}{expected.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)}** points", line);
+        Assert.Contains(
+            $"{(expected >= 0 ? "+" : "")}{expected.ToString("F1", CultureInfo.InvariantCulture)}** points",
+            line
+        );
         Assert.Contains("seed 0, AutoAttack:", md);
         foreach (var e in evals)
         {
-            // AutoAttack runs on the first 20 of the same points: it should not leave more robust points than PGD-20 there
+            // AutoAttack runs on the first 20 of the same points: it should not leave more robust points than PGD-20
+            // there
             var pgd = Bits.Parse(e.Pgd20Hits);
             var aa = Bits.Parse(e.AutoAttack!.Hits);
             Assert.Equal(20, aa.Length);
-            Assert.True(aa.Count(h => h) <= pgd.Take(20).Count(h => h) + 1, "AutoAttack much weaker than PGD-20 on the same points");
+            Assert.True(
+                aa.Count(h => h) <= pgd.Take(20).Count(h => h) + 1,
+                "AutoAttack much weaker than PGD-20 on the same points"
+            );
         }
-        // Certificates: one radius per certified point (-1 when wrong or abstained), none above the cap for n = 300, and the
+        // Certificates: one radius per certified point (-1 when wrong or abstained), none above the cap for n = 300,
+        // and the
         // reported certified accuracy at 0.5 is the share of radii >= 0.5.
         double cap = 0.25 * Certification.SmoothingStatistics.NormalQuantile(Math.Pow(0.001, 1.0 / 300));
         foreach (var r in records.Skip(2))

@@ -3,13 +3,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using ProxyRobust.Core;
 using ProxyRobust.Export;
 using ProxyRobust.Models;
 using ProxyRobust.Training;
 using TorchSharp;
 using static TorchSharp.torch;
-
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Tests;
 
@@ -17,17 +16,23 @@ public sealed class ExportTests
 {
     public ExportTests() => TestSupport.InitTorch();
 
-    /// <summary>A model with random weights and random BatchNorm running statistics, so eval-mode BN is exercised.</summary>
+    /// <summary>A model with random weights and random BatchNorm running statistics, so eval-mode BN is
+    /// exercised.</summary>
     private static Classifier RandomModel(string arch, int c, int h, int w)
     {
         torch.manual_seed(5);
-        var model = ArchSpec.For(arch, c, h, w, 10, Enumerable.Repeat(0.4f, c).ToArray(), Enumerable.Repeat(0.3f, c).ToArray()).Create();
+        var model = ArchSpec
+            .For(arch, c, h, w, 10, Enumerable.Repeat(0.4f, c).ToArray(), Enumerable.Repeat(0.3f, c).ToArray())
+            .Create();
         using (no_grad())
             foreach (var (name, t) in model.state_dict())
             {
-                if (name.EndsWith("running_mean")) t.copy_(randn_like(t) * 0.1);
-                if (name.EndsWith("running_var")) t.copy_(rand_like(t) + 0.5);
-                if (name.EndsWith("bn1.weight") || name.EndsWith("bn2.weight")) t.copy_(rand_like(t) + 0.5);
+                if (name.EndsWith("running_mean"))
+                    t.copy_(randn_like(t) * 0.1);
+                if (name.EndsWith("running_var"))
+                    t.copy_(rand_like(t) + 0.5);
+                if (name.EndsWith("bn1.weight") || name.EndsWith("bn2.weight"))
+                    t.copy_(rand_like(t) + 0.5);
             }
         model.eval();
         return model;
@@ -44,7 +49,8 @@ public sealed class ExportTests
         torch.manual_seed(6);
         using var x = rand(3, c, h, w);
         float[] expected;
-        using (no_grad()) expected = model.call(x).data<float>().ToArray();
+        using (no_grad())
+            expected = model.call(x).data<float>().ToArray();
 
         using var session = new InferenceSession(onnx);
         var input = new DenseTensor<float>(x.data<float>().ToArray(), [3, c, h, w]);
@@ -52,8 +58,11 @@ public sealed class ExportTests
         var actual = results.Single(r => r.Name == "logits").AsEnumerable<float>().ToArray();
         Assert.Equal(expected.Length, actual.Length);
         double scale = expected.Max(Math.Abs);
-        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-4 * scale + 1e-5,
-            $"logit {i}: torch {expected[i]} vs onnxruntime {actual[i]}");
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(
+                Math.Abs(expected[i] - actual[i]) <= 1e-4 * scale + 1e-5,
+                $"logit {i}: torch {expected[i]} vs onnxruntime {actual[i]}"
+            );
     }
 
     [Fact]
@@ -72,7 +81,8 @@ public sealed class ExportTests
         {
             var entry = header[name]!;
             Assert.Equal(t.shape, entry["shape"]!.AsArray().Select(d => (long)d!).ToArray());
-            long start = 8 + headerLength + (long)entry["data_offsets"]![0]!, end = 8 + headerLength + (long)entry["data_offsets"]![1]!;
+            long start = 8 + headerLength + (long)entry["data_offsets"]![0]!,
+                end = 8 + headerLength + (long)entry["data_offsets"]![1]!;
             if (t.dtype == ScalarType.Float32)
             {
                 var values = new float[(end - start) / 4];
@@ -87,7 +97,8 @@ public sealed class ExportTests
         Checkpoint.LoadInto(fresh, loaded, "", "export");
         fresh.eval();
         using var x = rand(2, 3, 32, 32);
-        using (no_grad()) Assert.True(fresh.call(x).allclose(model.call(x)));
+        using (no_grad())
+            Assert.True(fresh.call(x).allclose(model.call(x)));
     }
 
     [Fact]
@@ -96,14 +107,30 @@ public sealed class ExportTests
         using var tmp = new TempDir();
         using var model = RandomModel("small-cnn", 1, 28, 28);
         Checkpoint.Save(tmp.File("m"), model, null, null, new JsonObject());
-        var (code, _, err) = TestSupport.RunCli("export", "--checkpoint", tmp.File("m.json"), "--format", "onnx", "--out", tmp.File("m.onnx"));
+        var (code, _, err) = TestSupport.RunCli(
+            "export",
+            "--checkpoint",
+            tmp.File("m.json"),
+            "--format",
+            "onnx",
+            "--out",
+            tmp.File("m.onnx")
+        );
         Assert.True(code == 0, err);
         using (var session = new InferenceSession(tmp.File("m.onnx")))
             Assert.Equal([-1, 1, 28, 28], session.InputMetadata["input"].Dimensions);
         // truncate the weights: one clear error, exit 1, nothing written
         var weights = File.ReadAllBytes(tmp.File("m.safetensors"));
         File.WriteAllBytes(tmp.File("m.safetensors"), weights[..(weights.Length / 2)]);
-        (code, _, err) = TestSupport.RunCli("export", "--checkpoint", tmp.File("m.json"), "--format", "safetensors", "--out", tmp.File("x.safetensors"));
+        (code, _, err) = TestSupport.RunCli(
+            "export",
+            "--checkpoint",
+            tmp.File("m.json"),
+            "--format",
+            "safetensors",
+            "--out",
+            tmp.File("x.safetensors")
+        );
         Assert.Equal(1, code);
         Assert.Contains("m.safetensors", err);
         Assert.False(File.Exists(tmp.File("x.safetensors")));

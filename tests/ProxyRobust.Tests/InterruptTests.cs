@@ -12,36 +12,71 @@ public sealed class InterruptTests
 {
     public InterruptTests() => TestSupport.InitTorch();
 
-    /// <summary>
-    /// Starts the CLI, waits until <paramref name="ready"/> holds for its output so far, sends SIGINT; returns (exit code,
-    /// stdout, stderr).
-    /// </summary>
+    /// <summary> Starts the CLI, waits until <paramref name="ready"/> holds for its output so far, sends SIGINT;
+    /// returns (exit code, stdout, stderr). </summary>
     private static (int Code, string Out, string Err) Interrupt(Func<string, bool> ready, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in args)
+            psi.ArgumentList.Add(a);
         var output = new System.Text.StringBuilder();
         var errors = new System.Text.StringBuilder();
         using var child = new Process { StartInfo = psi };
-        child.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        child.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        child.OutputDataReceived += (_, e) =>
+        {
+            lock (output)
+                output.AppendLine(e.Data);
+        };
+        child.ErrorDataReceived += (_, e) =>
+        {
+            lock (errors)
+                errors.AppendLine(e.Data);
+        };
         child.Start();
         child.BeginOutputReadLine();
         child.BeginErrorReadLine();
-        string Out() { lock (output) return output.ToString(); }
+        string Out()
+        {
+            lock (output)
+                return output.ToString();
+        }
         var clock = Stopwatch.StartNew();
-        while (!ready(Out()) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4)) Thread.Sleep(20);
+        while (!ready(Out()) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4))
+            Thread.Sleep(20);
         Assert.False(child.HasExited, $"the run ended before it could be interrupted: {errors}");
-        using (var kill = Process.Start("kill", ["-INT", child.Id.ToString()])) kill.WaitForExit();
+        using (var kill = Process.Start("kill", ["-INT", child.Id.ToString()]))
+            kill.WaitForExit();
         Assert.True(child.WaitForExit(TimeSpan.FromMinutes(2)), "the interrupted run did not stop");
         child.WaitForExit(); // flush the asynchronous readers
         return (child.ExitCode, Out(), errors.ToString());
     }
 
     private static string[] TrainArgs(string dir) =>
-        ["train", "--method", "pgd", "--train-size", "2000", "--eval-size", "100", "--epochs", "2", "--batch-size", "64",
-         "--checkpoint-every", "1000", "--out", dir, "--threads", "1"];
+        [
+            "train",
+            "--method",
+            "pgd",
+            "--train-size",
+            "2000",
+            "--eval-size",
+            "100",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--checkpoint-every",
+            "1000",
+            "--out",
+            dir,
+            "--threads",
+            "1",
+        ];
 
     [Fact]
     public void Sigint_to_train_saves_a_checkpoint_and_resume_ends_at_the_uninterrupted_weights()
@@ -51,11 +86,15 @@ public sealed class InterruptTests
         Assert.True(straight.Code == 0, straight.Err);
 
         var cut = tmp.File("cut");
-        // Interrupt once training has taken its first step (the first progress line): mid-epoch, long before a checkpoint is due.
+        // Interrupt once training has taken its first step (the first progress line): mid-epoch, long before a
+        // checkpoint is due.
         var (code, _, err) = Interrupt(output => output.Contains(" step "), TrainArgs(cut));
         Assert.True(code == 130, $"exit code {code}: {err}");
         Assert.Contains("--resume", err);
-        Assert.False(File.Exists(Path.Combine(cut, "final.json")), "the interrupted run finished anyway: interrupt it earlier");
+        Assert.False(
+            File.Exists(Path.Combine(cut, "final.json")),
+            "the interrupted run finished anyway: interrupt it earlier"
+        );
         var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(cut, "last.json")))!;
         long step = (long)saved["step"]!;
         Assert.True(step is > 0 and < 64, $"stopped at step {step} of 64");
@@ -75,8 +114,23 @@ public sealed class InterruptTests
         var (model, _) = TestSupport.PgdTrainedFashionMnist();
         using var tmp = new TempDir();
         string[] Args(string json) =>
-            ["eval", "--checkpoint", model, "--attack", "autoattack", "--eps", "0.1", "--n-examples", "40", "--batch-size", "20",
-             "--json", json, "--threads", "1"];
+            [
+                "eval",
+                "--checkpoint",
+                model,
+                "--attack",
+                "autoattack",
+                "--eps",
+                "0.1",
+                "--n-examples",
+                "40",
+                "--batch-size",
+                "20",
+                "--json",
+                json,
+                "--threads",
+                "1",
+            ];
         var straight = TestSupport.RunCli(Args(tmp.File("straight.json")));
         Assert.True(straight.Code == 0, straight.Err);
 
@@ -94,6 +148,9 @@ public sealed class InterruptTests
         var (a, b) = (AutoAttack(tmp.File("straight.json")), AutoAttack(cut));
         Assert.Equal((string)a["robustPoints"]!, (string)b["robustPoints"]!);
         Assert.Equal((int)a["correct"]!, (int)b["correct"]!);
-        Assert.Equal(a["stages"]!.AsArray().Select(s => (int)s!["robustAfter"]!), b["stages"]!.AsArray().Select(s => (int)s!["robustAfter"]!));
+        Assert.Equal(
+            a["stages"]!.AsArray().Select(s => (int)s!["robustAfter"]!),
+            b["stages"]!.AsArray().Select(s => (int)s!["robustAfter"]!)
+        );
     }
 }

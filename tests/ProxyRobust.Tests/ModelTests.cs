@@ -50,9 +50,13 @@ public sealed class ModelTests
         using var model = spec.Create();
         var plain = spec with { Mean = [0f, 0f], Std = [1f, 1f] };
         using var reference = plain.Create();
-        reference.load_state_dict(model.state_dict().Where(kv => !kv.Key.StartsWith("normalize.")).ToDictionary(), strict: false);
+        reference.load_state_dict(
+            model.state_dict().Where(kv => !kv.Key.StartsWith("normalize.")).ToDictionary(),
+            strict: false
+        );
         using var x = rand(4, 2, 8, 8);
-        using var manual = (x - tensor(new[] { 0.2f, 0.7f }).reshape(1, 2, 1, 1)) / tensor(new[] { 0.5f, 0.25f }).reshape(1, 2, 1, 1);
+        using var manual =
+            (x - tensor(new[] { 0.2f, 0.7f }).reshape(1, 2, 1, 1)) / tensor(new[] { 0.5f, 0.25f }).reshape(1, 2, 1, 1);
         Assert.True(model.forward(x).allclose(reference.forward(manual), rtol: 1e-5, atol: 1e-6));
     }
 
@@ -85,22 +89,28 @@ public sealed class ModelTests
     {
         // The same weights in an NCHW-only classifier and in a float64 one (the reference). In eval mode (attacks,
         // evaluation, certification) logits, input gradients and weight gradients of the channels-last model must be as
-        // close to the float64 values as the NCHW model's are: float32 rounding differs between layouts, a layout mistake
-        // would be off by the size of the values themselves. In training mode (BatchNorm on batch statistics, here of 4
-        // images) a ReLU input within rounding of zero can land on the other side of the kink and flip one element's
-        // subgradient (seen here and in PyTorch 1.13's own channels_last: 0.6% of the gradients' norm, NCHW 2e-6), so
-        // there the gradients are compared as a whole, against a bound far below a layout mistake's 100%.
+        // close to the float64 values as the NCHW model's are: float32 rounding differs between layouts, a layout
+        // mistake would be off by the size of the values themselves. In training mode (BatchNorm on batch statistics,
+        // here of 4 images) a ReLU input within rounding of zero can land on the other side of the kink and flip one
+        // element's subgradient (seen here and in PyTorch 1.13's own channels_last: 0.6% of the gradients' norm, NCHW
+        // 2e-6), so there the gradients are compared as a whole, against a bound far below a layout mistake's 100%.
         torch.manual_seed(3);
         var spec = ArchSpec.For(arch, channels, side, side, 10, [0.4f, 0.5f, 0.6f], [0.2f, 0.25f, 0.3f]);
         using var fast = spec.Create();
         Assert.True(fast.ChannelsLast);
-        Classifier Plain() => new(spec, spec.Wrn() is { } w ? new WideResNet(w.Depth, w.Widen, channels, 10) : new PreActResNet18(channels, 10));
+        Classifier Plain() =>
+            new(
+                spec,
+                spec.Wrn() is { } w ? new WideResNet(w.Depth, w.Widen, channels, 10) : new PreActResNet18(channels, 10)
+            );
         using var plain = Plain();
         using var reference = Plain();
         plain.load_state_dict(fast.state_dict());
         reference.load_state_dict(fast.state_dict());
         reference.to(ScalarType.Float64);
-        var convWeight = fast.named_parameters().First(p => p.name.EndsWith("conv1.weight") && p.parameter.shape[1] > 1).parameter;
+        var convWeight = fast.named_parameters()
+            .First(p => p.name.EndsWith("conv1.weight") && p.parameter.shape[1] > 1)
+            .parameter;
         Assert.Equal(1, convWeight.stride(1)); // channels are innermost in memory
         Assert.All(plain.parameters(), p => Assert.True(p.is_contiguous()));
 
@@ -113,17 +123,24 @@ public sealed class ModelTests
             var standard = Run(plain, train);
             foreach (var (name, r) in want.Where(kv => !train || kv.Key == "logits"))
             {
-                double scale = r.abs().max().item<float>(), errFast = (got[name] - r).abs().max().item<float>(),
-                       errStandard = (standard[name] - r).abs().max().item<float>();
-                Assert.True(errFast <= 4 * errStandard + 1e-5 * scale,
-                            $"{name}, train={train}: channels-last error {errFast:G3}, NCHW error {errStandard:G3}, values up to {scale:G3}");
+                double scale = r.abs().max().item<float>(),
+                    errFast = (got[name] - r).abs().max().item<float>(),
+                    errStandard = (standard[name] - r).abs().max().item<float>();
+                Assert.True(
+                    errFast <= 4 * errStandard + 1e-5 * scale,
+                    $"{name}, train={train}: channels-last error {errFast:G3}, NCHW error {errStandard:G3}, values "
+                        + $"up to {scale:G3}"
+                );
             }
             if (train)
             {
                 var weights = want.Keys.Where(k => k.StartsWith("net.")).ToList();
                 double diff = Math.Sqrt(weights.Sum(k => (got[k] - want[k]).square().sum().item<float>()));
                 double norm = Math.Sqrt(weights.Sum(k => want[k].square().sum().item<float>()));
-                Assert.True(diff <= 0.02 * norm, $"training-mode weight gradients differ by {diff / norm:P2} of their norm");
+                Assert.True(
+                    diff <= 0.02 * norm,
+                    $"training-mode weight gradients differ by {diff / norm:P2} of their norm"
+                );
             }
         }
 
@@ -134,7 +151,9 @@ public sealed class ModelTests
             var input = x.to(model.parameters().First().dtype).clone().requires_grad_(true);
             var logits = model.forward(input);
             nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).backward();
-            var result = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.to(ScalarType.Float32));
+            var result = model
+                .named_parameters()
+                .ToDictionary(p => p.name, p => p.parameter.grad!.to(ScalarType.Float32));
             result["logits"] = logits.detach().to(ScalarType.Float32);
             result["input gradient"] = input.grad!.to(ScalarType.Float32);
             return result;
@@ -144,7 +163,8 @@ public sealed class ModelTests
     [Fact]
     public void Small_cnn_pools_before_its_relu_without_changing_values_or_gradients()
     {
-        // Reference: the textbook order conv -> ReLU -> max-pool, written with functional ops on the model's own weights.
+        // Reference: the textbook order conv -> ReLU -> max-pool, written with functional ops on the model's own
+        // weights.
         // Half of each image is constant, so many pooling windows tie (exactly equal activations), where the choice of
         // the arg-max element matters for the gradient.
         torch.manual_seed(4);
@@ -161,8 +181,14 @@ public sealed class ModelTests
 
         var b = x.clone().requires_grad_(true);
         var h = (b - 0.3f) / 0.35f;
-        h = nn.functional.max_pool2d(nn.functional.relu(nn.functional.conv2d(h, p["net.conv1.weight"], p["net.conv1.bias"], padding: [1, 1])), 2);
-        h = nn.functional.max_pool2d(nn.functional.relu(nn.functional.conv2d(h, p["net.conv2.weight"], p["net.conv2.bias"], padding: [1, 1])), 2);
+        h = nn.functional.max_pool2d(
+            nn.functional.relu(nn.functional.conv2d(h, p["net.conv1.weight"], p["net.conv1.bias"], padding: [1, 1])),
+            2
+        );
+        h = nn.functional.max_pool2d(
+            nn.functional.relu(nn.functional.conv2d(h, p["net.conv2.weight"], p["net.conv2.bias"], padding: [1, 1])),
+            2
+        );
         h = nn.functional.relu(nn.functional.linear(h.flatten(1), p["net.fc1.weight"], p["net.fc1.bias"]));
         var reference = nn.functional.linear(h, p["net.fc2.weight"], p["net.fc2.bias"]);
         nn.functional.cross_entropy(reference, y, reduction: nn.Reduction.Sum).backward();
@@ -181,10 +207,11 @@ public sealed class FlopCounterTests
     public void Small_cnn_macs_match_the_layer_by_layer_closed_form()
     {
         using var model = ArchSpec.For("small-cnn", 1, 28, 28, 10).Create();
-        long expected = 28 * 28 * 32 * (1 * 9)      // conv1, 3x3, padding 1
-                      + 14 * 14 * 64 * (32 * 9)     // conv2 after 2x2 pooling
-                      + 64 * 7 * 7 * 128            // fc1
-                      + 128 * 10;                   // fc2
+        long expected =
+            28 * 28 * 32 * (1 * 9) // conv1, 3x3, padding 1
+            + 14 * 14 * 64 * (32 * 9) // conv2 after 2x2 pooling
+            + 64 * 7 * 7 * 128 // fc1
+            + 128 * 10; // fc2
         Assert.Equal(expected, FlopCounter.ForwardMacsPerImage(model));
     }
 }

@@ -13,10 +13,16 @@ namespace ProxyRobust.Tests;
 public sealed class TempDir : IDisposable
 {
     public string Path { get; } = Directory.CreateTempSubdirectory("proxyrobust-test-").FullName;
+
     public string File(string name) => System.IO.Path.Combine(Path, name);
+
     public void Dispose()
     {
-        try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException) { }
     }
 }
 
@@ -31,33 +37,63 @@ public static class TestSupport
     }
 
     public static string? MetadataValue(string key) =>
-        typeof(TestSupport).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == key)?.Value;
+        typeof(TestSupport)
+            .Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == key)
+            ?.Value;
 
-    /// <summary>Fashion-MNIST from Debian's package; the setup script installs it, so its absence is a failure.</summary>
+    /// <summary>Fashion-MNIST from Debian's package; the setup script installs it, so its absence is a
+    /// failure.</summary>
     public static ImageDataset FashionMnist(Split split)
     {
-        Assert.True(DatasetLoader.FindFashionMnist() is not null,
-            "Fashion-MNIST is missing: run the README's test command (it installs dataset-fashion-mnist)");
+        Assert.True(
+            DatasetLoader.FindFashionMnist() is not null,
+            "Fashion-MNIST is missing: run the README's test command (it installs dataset-fashion-mnist)"
+        );
         return DatasetLoader.Load(DatasetLoader.FashionMnistName, split);
     }
 
-    private static readonly Lazy<(string Dir, Experiments.TrainRunResult Result)> PgdModel = new(() =>
-    {
-        // Kept for the whole test run (several test classes use it; training it once saves a minute of CPU).
-        var dir = Directory.CreateTempSubdirectory("proxyrobust-test-pgd-").FullName;
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(dir, true); } catch (IOException) { } };
-        var result = Experiments.TrainRun.Execute(new Experiments.TrainRunConfig
+    private static readonly Lazy<(string Dir, Experiments.TrainRunResult Result)> PgdModel = new(
+        () =>
         {
-            TrainSize = 2000, EvalSize = 500, Method = Experiments.TrainMethod.Pgd, Epsilon = 0.1, OutputDir = dir,
-            Options = new Training.TrainOptions { Epochs = 4, BatchSize = 64, LearningRate = 0.05, Seed = 1 },
-        });
-        return (dir, result);
-    }, LazyThreadSafetyMode.ExecutionAndPublication);
+            // Kept for the whole test run (several test classes use it; training it once saves a minute of CPU).
+            var dir = Directory.CreateTempSubdirectory("proxyrobust-test-pgd-").FullName;
+            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+            {
+                try
+                {
+                    Directory.Delete(dir, true);
+                }
+                catch (IOException) { }
+            };
+            var result = Experiments.TrainRun.Execute(
+                new Experiments.TrainRunConfig
+                {
+                    TrainSize = 2000,
+                    EvalSize = 500,
+                    Method = Experiments.TrainMethod.Pgd,
+                    Epsilon = 0.1,
+                    OutputDir = dir,
+                    Options = new Training.TrainOptions
+                    {
+                        Epochs = 4,
+                        BatchSize = 64,
+                        LearningRate = 0.05,
+                        Seed = 1,
+                    },
+                }
+            );
+            return (dir, result);
+        },
+        LazyThreadSafetyMode.ExecutionAndPublication
+    );
 
-    /// <summary>A small CNN PGD-trained (l-inf eps 0.1, 4 epochs) on 2,000 Fashion-MNIST images, shared by the tests that need one.</summary>
+    /// <summary>A small CNN PGD-trained (l-inf eps 0.1, 4 epochs) on 2,000 Fashion-MNIST images, shared by the tests
+    /// that need one.</summary>
     public static (string Dir, Experiments.TrainRunResult Result) PgdTrainedFashionMnist() => PgdModel.Value;
 
-    /// <summary>A small CNN trained for 6 epochs (clean) on 300 Fashion-MNIST test images: accurate enough, not robust.</summary>
+    /// <summary>A small CNN trained for 6 epochs (clean) on 300 Fashion-MNIST test images: accurate enough, not
+    /// robust.</summary>
     public static Classifier BrieflyTrained(out ImageDataset data)
     {
         using var fm = FashionMnist(Split.Test);
@@ -68,6 +104,7 @@ public static class TestSupport
         var sgd = new Sgd(model, 0.9, 0, false);
         var sampler = new BatchSampler(data, 50, true, AugmentOptions.None, 3);
         for (int e = 0; e < 6; e++)
+        {
             foreach (var b in sampler.Epoch(e))
             {
                 using var scope = NewDisposeScope();
@@ -76,6 +113,7 @@ public static class TestSupport
                 nn.functional.cross_entropy(model.call(x), y).backward();
                 sgd.Step(0.05);
             }
+        }
         model.eval();
         return model;
     }
@@ -93,14 +131,24 @@ public static class TestSupport
     public static (int Code, string Out, string Err) RunCli(params string[] args)
     {
         var dll = System.IO.Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in args)
+            psi.ArgumentList.Add(a);
         psi.Environment["PROXYROBUST_THREADS"] = "1";
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5))) { p.Kill(true); throw new TimeoutException("CLI did not finish"); }
+        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            p.Kill(true);
+            throw new TimeoutException("CLI did not finish");
+        }
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 }

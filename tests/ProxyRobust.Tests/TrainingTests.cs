@@ -32,12 +32,24 @@ public sealed class TrainingTests
         using var theirs = spec.Create();
         theirs.load_state_dict(ours.state_dict());
         using var sgd = new Sgd(ours, 0.9, 5e-4, nesterov);
-        using var reference = torch.optim.SGD(theirs.parameters(), 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: nesterov);
+        using var reference = torch.optim.SGD(
+            theirs.parameters(),
+            0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: nesterov
+        );
         for (int step = 0; step < 5; step++)
         {
             using var x = rand(6, 1, 8, 8);
             using var y = tensor(new long[] { 0, 1, 2, 0, 1, 2 });
-            foreach (var (model, update) in new (Classifier, Action)[] { (ours, () => sgd.Step(0.05)), (theirs, () => reference.step()) })
+            foreach (
+                var (model, update) in new (Classifier, Action)[]
+                {
+                    (ours, () => sgd.Step(0.05)),
+                    (theirs, () => reference.step()),
+                }
+            )
             {
                 model.zero_grad();
                 using var loss = nn.functional.cross_entropy(model.forward(x), y);
@@ -60,7 +72,8 @@ public sealed class TrainingTests
         var ema = new WeightAverage(model, avg, 0.9);
         var p = model.parameters().First();
         var start = p.detach().clone();
-        using (no_grad()) p.add_(1.0);
+        using (no_grad())
+            p.add_(1.0);
         ema.Update();
         ema.Update();
         // two updates towards start+1 from start: start + 1 - 0.9^2
@@ -71,18 +84,27 @@ public sealed class TrainingTests
     public void Port_mixing_weighs_each_part_as_the_paper_says()
     {
         using var scope = NewDisposeScope();
-        var (x, y, w) = PortMixing.Mix(zeros(4, 1, 2, 2), zeros(4, int64), ones(2, 1, 2, 2), ones(2, int64), gamma: 0.3);
+        var (x, y, w) = PortMixing.Mix(
+            zeros(4, 1, 2, 2),
+            zeros(4, int64),
+            ones(2, 1, 2, 2),
+            ones(2, int64),
+            gamma: 0.3
+        );
         Assert.Equal([6L, 1, 2, 2], x.shape);
         Assert.Equal([0L, 0, 0, 0, 1, 1], y.data<long>().ToArray());
         var weights = w.data<float>().ToArray();
-        foreach (var real in weights[..4]) Assert.Equal(0.7 / 4, real, 6);
-        foreach (var synthetic in weights[4..]) Assert.Equal(0.3 / 2, synthetic, 6);
+        foreach (var real in weights[..4])
+            Assert.Equal(0.7 / 4, real, 6);
+        foreach (var synthetic in weights[4..])
+            Assert.Equal(0.3 / 2, synthetic, 6);
         Assert.Equal(1.0, weights.Sum(), 6);
         var (_, _, plain) = PortMixing.Mix(zeros(5, 1, 2, 2), zeros(5, int64), null, null, gamma: 0.5);
         Assert.All(plain.data<float>().ToArray(), v => Assert.Equal(0.2, v, 6));
     }
 
-    /// <summary>gamma 0 trains on the real part alone and gamma 1 on the synthetic part alone (loss and weight gradient).</summary>
+    /// <summary>gamma 0 trains on the real part alone and gamma 1 on the synthetic part alone (loss and weight
+    /// gradient).</summary>
     [Theory]
     [InlineData(0.0)]
     [InlineData(1.0)]
@@ -109,7 +131,8 @@ public sealed class TrainingTests
         var (xo, yo) = gamma == 0 ? (xr, yr) : (xs, ys);
         var one = LossAndGradient(xo, yo, full(xo.shape[0], 1.0 / xo.shape[0]));
         Assert.Equal(one.Loss, mixed.Loss, 5);
-        for (int i = 0; i < one.Grad.Length; i++) Assert.Equal(one.Grad[i], mixed.Grad[i], 5);
+        for (int i = 0; i < one.Grad.Length; i++)
+            Assert.Equal(one.Grad[i], mixed.Grad[i], 5);
     }
 
     /// <summary>TRADES' loss against its definition, computed in double precision from the softmax by hand.</summary>
@@ -143,7 +166,9 @@ public sealed class TrainingTests
         Assert.Equal(expected, loss, 4);
         // beta = 0 leaves the weighted cross-entropy at the natural points
         var ceOnly = TradesObjective.LossAt(natural, adversarial, labels, weights, 0).item<float>();
-        var weightedCe = (nn.functional.cross_entropy(natural, labels, reduction: nn.Reduction.None) * weights).sum().item<float>();
+        var weightedCe = (nn.functional.cross_entropy(natural, labels, reduction: nn.Reduction.None) * weights)
+            .sum()
+            .item<float>();
         Assert.Equal(weightedCe, ceOnly, 5);
     }
 }

@@ -1,33 +1,53 @@
+using ProxyRobust.Core;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Attacks;
 
-public enum ApgdLoss { CrossEntropy, Dlr, TargetedDlr }
+public enum ApgdLoss
+{
+    CrossEntropy,
+    Dlr,
+    TargetedDlr,
+}
 
-/// <summary>
-/// Auto-PGD (Croce &amp; Hein, ICML 2020, Algorithm 1) for l-inf and l-2: PGD with momentum 0.75 and a step size that
-/// starts at 2 eps and halves at checkpoints w_j where progress stalled (condition 1: the loss rose in at most rho = 75%
-/// of the steps since the last checkpoint; condition 2: the step was not reduced last time and the best loss did not
-/// improve), restarting from the best point. Checkpoint spacing starts at 22% of the iterations and shrinks by 3% down
-/// to 6%, as in the authors' code.
+/// <summary> Auto-PGD (Croce &amp; Hein, ICML 2020, Algorithm 1) for l-inf and l-2: PGD with momentum 0.75 and a step
+/// size that starts at 2 eps and halves at checkpoints w_j where progress stalled (condition 1: the loss rose in at
+/// most rho = 75% of the steps since the last checkpoint; condition 2: the step was not reduced last time and the best
+/// loss did not improve), restarting from the best point. Checkpoint spacing starts at 22% of the iterations and
+/// shrinks by 3% down to 6%, as in the authors' code.
 /// <para>Losses: cross-entropy (APGD-CE), the DLR loss (APGD-DLR), and the targeted DLR loss towards the 2nd..(k+1)-th
 /// most likely classes of the clean input, one run per target (APGD-T). An example keeps the first iterate that is
 /// misclassified; examples never fooled are returned unchanged (clean).</para>
 /// </summary>
-public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts = 1, ApgdLoss Loss = ApgdLoss.CrossEntropy,
-                          int TargetClasses = 9, int EotIterations = 1, double Rho = 0.75, long Seed = 0) : IAttack
+public sealed record Apgd(
+    ThreatModel Threat,
+    int Iterations = 100,
+    int Restarts = 1,
+    ApgdLoss Loss = ApgdLoss.CrossEntropy,
+    int TargetClasses = 9,
+    int EotIterations = 1,
+    double Rho = 0.75,
+    long Seed = 0
+) : IAttack
 {
-    public string Name => Loss switch
-    {
-        ApgdLoss.CrossEntropy => "APGD-CE",
-        ApgdLoss.Dlr => "APGD-DLR",
-        _ => $"APGD-T ({TargetClasses} targets)",
-    } + $" ({Threat}, {Iterations} it{(Restarts > 1 ? $", {Restarts} restarts" : "")}{(EotIterations > 1 ? $", EOT {EotIterations}" : "")})";
+    public string Name =>
+        Loss switch
+        {
+            ApgdLoss.CrossEntropy => "APGD-CE",
+            ApgdLoss.Dlr => "APGD-DLR",
+            _ => $"APGD-T ({TargetClasses} targets)",
+        }
+        + $" ({Threat}, {Iterations} "
+        + $"it{(Restarts > 1 ? $", {Restarts} restarts" : "")}{(EotIterations > 1 ? $", EOT {EotIterations}" : "")})";
 
     public IAttack WithSeed(long seed) => this with { Seed = seed };
+
+    /// <summary>Reports the fraction of the batch's work done (every 10 iterations).</summary>
+    public IProgress<double>? Progress { get; init; }
+
+    public IAttack WithProgress(IProgress<double>? progress) => this with { Progress = progress };
 
     public Tensor Perturb(Classifier model, Tensor images, Tensor labels)
     {
@@ -43,22 +63,41 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
         if (Loss == ApgdLoss.TargetedDlr && classes < 4)
             throw new ArgumentException("the targeted DLR loss needs at least 4 classes");
         for (int pass = 0; pass < passes; pass++)
+        {
             for (int r = 0; r < Math.Max(1, Restarts); r++)
             {
                 using var passScope = NewDisposeScope();
                 var todo = robust.nonzero().view(-1);
-                if (todo.shape[0] == 0) return adv.MoveToOuterDisposeScope();
+                if (todo.shape[0] == 0)
+                    return adv.MoveToOuterDisposeScope();
                 var target = Loss == ApgdLoss.TargetedDlr ? order.index_select(0, todo)[.., pass + 1] : null;
-                var (fooled, advCurr) = SingleRun(model, x.index_select(0, todo), labels.index_select(0, todo), target, generator);
+                int units = passes * Math.Max(1, Restarts),
+                    unit = pass * Math.Max(1, Restarts) + r;
+                var (fooled, advCurr) = SingleRun(
+                    model,
+                    x.index_select(0, todo),
+                    labels.index_select(0, todo),
+                    target,
+                    generator,
+                    iteration => Progress?.Report((unit + (double)iteration / Iterations) / units)
+                );
                 RobustPoints.MarkBroken(robust, adv, todo, fooled, advCurr);
             }
+        }
         return adv.MoveToOuterDisposeScope();
     }
 
-    private (Tensor Logits, Tensor Loss, Tensor Grad) LossAndGrad(Classifier model, Tensor xAdv, Tensor y, Tensor? target)
+    private (Tensor Logits, Tensor Loss, Tensor Grad) LossAndGrad(
+        Classifier model,
+        Tensor xAdv,
+        Tensor y,
+        Tensor? target
+    )
     {
         using var scope = NewDisposeScope();
-        Tensor? grad = null, logits = null, loss = null;
+        Tensor? grad = null,
+            logits = null,
+            loss = null;
         for (int e = 0; e < Math.Max(1, EotIterations); e++)
         {
             var input = xAdv.detach().requires_grad_(true);
@@ -72,23 +111,39 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
             var g = torch.autograd.grad([loss.sum()], [input])[0];
             grad = grad is null ? g : grad + g;
         }
-        if (EotIterations > 1) grad = grad! / EotIterations;
-        return (logits!.detach().MoveToOuterDisposeScope(), loss!.detach().MoveToOuterDisposeScope(), grad!.MoveToOuterDisposeScope());
+        if (EotIterations > 1)
+            grad = grad! / EotIterations;
+        return (
+            logits!.detach().MoveToOuterDisposeScope(),
+            loss!.detach().MoveToOuterDisposeScope(),
+            grad!.MoveToOuterDisposeScope()
+        );
     }
 
-    /// <summary>One run of Algorithm 1 on a batch; returns which examples were misclassified at some iterate, and that iterate.</summary>
-    private (Tensor Fooled, Tensor Adversarial) SingleRun(Classifier model, Tensor x, Tensor y, Tensor? target, Generator generator)
+    /// <summary>One run of Algorithm 1 on a batch; returns which examples were misclassified at some iterate, and that
+    /// iterate.</summary>
+    private (Tensor Fooled, Tensor Adversarial) SingleRun(
+        Classifier model,
+        Tensor x,
+        Tensor y,
+        Tensor? target,
+        Generator generator,
+        Action<int> reportIteration
+    )
     {
         using var scope = NewDisposeScope();
         int n = Iterations;
-        int checkpointSpacing = Math.Max((int)(0.22 * n), 1), minSpacing = Math.Max((int)(0.06 * n), 1), spacingDecrease = Math.Max((int)(0.03 * n), 1);
+        int checkpointSpacing = Math.Max((int)(0.22 * n), 1),
+            minSpacing = Math.Max((int)(0.06 * n), 1),
+            spacingDecrease = Math.Max((int)(0.03 * n), 1);
         long batch = x.shape[0];
         double eps = Threat.Epsilon;
 
         // Random start on the sphere of the ball (l-inf: a uniform draw rescaled to max-norm eps).
-        var t = Threat.Norm == Norm.Linf
-            ? rand(x.shape, dtype: x.dtype, device: x.device, generator: generator) * 2 - 1
-            : randn(x.shape, dtype: x.dtype, device: x.device, generator: generator);
+        var t =
+            Threat.Norm == Norm.Linf
+                ? rand(x.shape, dtype: x.dtype, device: x.device, generator: generator) * 2 - 1
+                : randn(x.shape, dtype: x.dtype, device: x.device, generator: generator);
         var xAdv = (x + eps * UnitNormalize(t)).clamp(0, 1);
         var xBest = xAdv.clone();
         var xBestAdv = xAdv.clone();
@@ -99,18 +154,22 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
         var lossSteps = zeros([n, batch], dtype: loss.dtype, device: x.device);
         var stepSize = full([batch, 1, 1, 1], 2.0 * eps, dtype: x.dtype, device: x.device);
         var xAdvOld = xAdv.clone();
-        int k = checkpointSpacing, sinceCheckpoint = 0;
+        int k = checkpointSpacing,
+            sinceCheckpoint = 0;
         var lossBestLastCheck = lossBest.clone();
         var reducedLastCheck = ones(batch, dtype: ScalarType.Bool, device: x.device);
 
         for (int i = 0; i < n; i++)
         {
+            if (i % 10 == 0)
+                reportIteration(i);
             var momentumTerm = xAdv - xAdvOld;
             xAdvOld = xAdv;
             double a = i > 0 ? 0.75 : 1.0;
-            var z = Threat.Norm == Norm.Linf
-                ? Threat.Project(xAdv + stepSize * grad.sign(), x)
-                : Threat.Project(xAdv + stepSize * UnitNormalize(grad), x);
+            var z =
+                Threat.Norm == Norm.Linf
+                    ? Threat.Project(xAdv + stepSize * grad.sign(), x)
+                    : Threat.Project(xAdv + stepSize * UnitNormalize(grad), x);
             // x^(k+1) = P(x^k + a (z^(k+1) - x^k) + (1 - a)(x^k - x^(k-1)))   (Algorithm 1, line 8)
             xAdv = Threat.Project(xAdv + (z - xAdv) * a + momentumTerm * (1 - a), x);
             (logits, loss, grad) = LossAndGrad(model, xAdv, y, target);
@@ -128,8 +187,9 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
 
             if (++sinceCheckpoint == k)
             {
-                // Condition 1: fraction of the last k steps with an increase of the loss. The authors' code compares the
-                // first of them with row i-k, which wraps to the (still zero) last row at the first checkpoint; kept.
+                // Condition 1: fraction of the last k steps with an increase of the loss. The authors' code compares
+                // the first of them with row i-k, which wraps to the (still zero) last row at the first checkpoint;
+                // kept.
                 var increases = zeros(batch, dtype: ScalarType.Float32, device: x.device);
                 for (int c = 0; c < k; c++)
                 {
@@ -150,13 +210,26 @@ public sealed record Apgd(ThreatModel Threat, int Iterations = 100, int Restarts
                 sinceCheckpoint = 0;
             }
             // Keep memory flat over the iterations: free every temporary of this iteration, keep the state.
-            scope.DisposeEverythingBut(xAdv, xAdvOld, xBest, xBestAdv, grad, gradBest, correct, lossBest, lossSteps, stepSize,
-                                       lossBestLastCheck, reducedLastCheck);
+            scope.DisposeEverythingBut(
+                xAdv,
+                xAdvOld,
+                xBest,
+                xBestAdv,
+                grad,
+                gradBest,
+                correct,
+                lossBest,
+                lossSteps,
+                stepSize,
+                lossBestLastCheck,
+                reducedLastCheck
+            );
         }
         return (correct.logical_not().MoveToOuterDisposeScope(), xBestAdv.MoveToOuterDisposeScope());
     }
 
-    /// <summary>x divided by its per-example norm (l-inf: max |x|; l-2: Euclidean), plus 1e-12 as in the authors' code.</summary>
+    /// <summary>x divided by its per-example norm (l-inf: max |x|; l-2: Euclidean), plus 1e-12 as in the authors'
+    /// code.</summary>
     private Tensor UnitNormalize(Tensor v)
     {
         using var scope = NewDisposeScope();

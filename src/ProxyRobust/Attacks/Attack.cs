@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary>An attack: images in [0,1] and labels in, adversarial images (same shape, inside the threat model) out.</summary>
+/// <summary>An attack: images in [0,1] and labels in, adversarial images (same shape, inside the threat model)
+/// out.</summary>
 public interface IAttack
 {
     string Name { get; }
@@ -13,9 +14,19 @@ public interface IAttack
 
     /// <summary>The same attack with another seed (evaluation gives every batch its own).</summary>
     IAttack WithSeed(long seed);
+
+    /// <summary>
+    /// The same attack reporting the fraction of its work done on a batch (0..1) now and then, so that a long attack on
+    /// one batch still shows progress. Attacks that finish quickly keep the default: no reports.
+    /// </summary>
+    IAttack WithProgress(IProgress<double>? progress) => this;
 }
 
-public enum AttackLoss { CrossEntropy, Margin }
+public enum AttackLoss
+{
+    CrossEntropy,
+    Margin,
+}
 
 /// <summary>
 /// Puts a model into attack mode for its lifetime: eval mode (BatchNorm uses running statistics) and every parameter
@@ -33,33 +44,39 @@ public sealed class AttackMode : IDisposable
         _wasTraining = model.training;
         _params = model.parameters().Select(p => (p, p.requires_grad)).ToList();
         model.eval();
-        foreach (var (p, _) in _params) p.requires_grad = false;
+        foreach (var (p, _) in _params)
+            p.requires_grad = false;
     }
 
     public void Dispose()
     {
-        foreach (var (p, r) in _params) p.requires_grad = r;
+        foreach (var (p, r) in _params)
+            p.requires_grad = r;
         _model.train(_wasTraining);
     }
 }
 
-/// <summary>Bookkeeping shared by the attacks that run in passes over the points still robust (APGD, FAB, Square, AutoAttack).</summary>
+/// <summary>Bookkeeping shared by the attacks that run in passes over the points still robust (APGD, FAB, Square,
+/// AutoAttack).</summary>
 public static class RobustPoints
 {
-    /// <summary>Clean logits of a batch: which points are classified correctly, and every point's classes ranked by logit
+    /// <summary>Clean logits of a batch: which points are classified correctly, and every point's classes ranked by
+    /// logit
     /// (descending: column 1 is the 2nd most likely class, the first target of APGD-T and FAB-T).</summary>
     public static (Tensor Robust, Tensor Ranked) Clean(Classifier model, Tensor x, Tensor labels)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var logits = model.call(x);
-        return (logits.argmax(1).eq(labels).MoveToOuterDisposeScope(), logits.argsort(1, descending: true).MoveToOuterDisposeScope());
+        return (
+            logits.argmax(1).eq(labels).MoveToOuterDisposeScope(),
+            logits.argsort(1, descending: true).MoveToOuterDisposeScope()
+        );
     }
 
-    /// <summary>
-    /// After a pass over the points <paramref name="todo"/> (indices into the batch): those where <paramref name="broken"/>
-    /// holds are no longer robust, and their adversarial example is the pass's. Returns their batch indices.
-    /// </summary>
+    /// <summary> After a pass over the points <paramref name="todo"/> (indices into the batch): those where <paramref
+    /// name="broken"/> holds are no longer robust, and their adversarial example is the pass's. Returns their batch
+    /// indices. </summary>
     public static Tensor MarkBroken(Tensor robust, Tensor adversarial, Tensor todo, Tensor broken, Tensor passResult)
     {
         var hit = todo.masked_select(broken);
@@ -73,7 +90,8 @@ public static class RobustPoints
 public static class AttackLosses
 {
     /// <summary>
-    /// Per-example loss the attack ascends. Untargeted: cross-entropy, or the margin max_{j!=y} z_j - z_y (Carlini-Wagner).
+    /// Per-example loss the attack ascends. Untargeted: cross-entropy, or the margin max_{j!=y} z_j - z_y
+    /// (Carlini-Wagner).
     /// Targeted (towards <paramref name="labels"/> = targets): the negated cross-entropy, or z_t - max_{j!=t} z_j.
     /// </summary>
     public static Tensor PerExample(Tensor logits, Tensor labels, AttackLoss loss, bool targeted)
@@ -92,9 +110,8 @@ public static class AttackLosses
         return (targeted ? -value : value).MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// Difference-of-logits-ratio loss (Croce &amp; Hein 2020, eq. 5): -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), with the
-    /// logits sorted decreasingly (pi1 the largest). Invariant to shifting and rescaling the logits.
+    /// <summary> Difference-of-logits-ratio loss (Croce &amp; Hein 2020, eq. 5): -(z_y - max_{i!=y} z_i) / (z_pi1 -
+    /// z_pi3), with the logits sorted decreasingly (pi1 the largest). Invariant to shifting and rescaling the logits.
     /// </summary>
     public static Tensor Dlr(Tensor logits, Tensor labels)
     {

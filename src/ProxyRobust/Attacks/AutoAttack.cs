@@ -1,39 +1,54 @@
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Attacks;
 
-public enum AutoAttackVersion { Standard, Plus, Rand }
+public enum AutoAttackVersion
+{
+    Standard,
+    Plus,
+    Rand,
+}
 
 /// <summary>Robust accuracy after one component of the ensemble, and the time it took.</summary>
 public sealed record AutoAttackStage(string Attack, string Description, int RobustAfter, int Attacked, double Seconds);
 
-public sealed record AutoAttackResult(int Total, int CleanCorrect, IReadOnlyList<AutoAttackStage> Stages, bool[] Robust,
-                                      long[] AdversarialPredictions, float[] Adversarial, IReadOnlyList<string> Warnings)
+public sealed record AutoAttackResult(
+    int Total,
+    int CleanCorrect,
+    IReadOnlyList<AutoAttackStage> Stages,
+    bool[] Robust,
+    long[] AdversarialPredictions,
+    float[] Adversarial,
+    IReadOnlyList<string> Warnings
+)
 {
     public int RobustCorrect => Stages.Count == 0 ? CleanCorrect : Stages[^1].RobustAfter;
     public double CleanAccuracy => (double)CleanCorrect / Total;
     public double RobustAccuracy => (double)RobustCorrect / Total;
 }
 
-/// <summary>
-/// AutoAttack (Croce &amp; Hein, ICML 2020): a fixed ensemble of parameter-free attacks run in sequence, each only on the
-/// points still robust, so the reported robust accuracy is the fraction of points no component could break.
-/// standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 1 restart each.
-/// plus: APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T.
-/// rand (randomised defences): APGD-CE and APGD-DLR with 20 EOT iterations.
-/// Every returned example is checked against the threat model and re-evaluated: a point is counted as broken only
-/// if the model misclassifies the returned example.
-/// </summary>
-public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = AutoAttackVersion.Standard, long seed = 0, int batchSize = 250)
+/// <summary> AutoAttack (Croce &amp; Hein, ICML 2020): a fixed ensemble of parameter-free attacks run in sequence, each
+/// only on the points still robust, so the reported robust accuracy is the fraction of points no component could break.
+/// standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 1 restart each. plus: APGD-CE and
+/// APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T. rand (randomised defences): APGD-CE and
+/// APGD-DLR with 20 EOT iterations. Every returned example is checked against the threat model and re-evaluated: a
+/// point is counted as broken only if the model misclassifies the returned example. </summary>
+public sealed class AutoAttack(
+    ThreatModel threat,
+    AutoAttackVersion version = AutoAttackVersion.Standard,
+    long seed = 0,
+    int batchSize = 250
+)
 {
     public ThreatModel Threat => threat;
     public AutoAttackVersion Version => version;
 
-    /// <summary>The components in the order they run, for a problem with <paramref name="numClasses"/> classes.</summary>
+    /// <summary>The components in the order they run, for a problem with <paramref name="numClasses"/>
+    /// classes.</summary>
     public IReadOnlyList<(string Key, IAttack Attack)> Components(int numClasses)
     {
         int targets = Math.Min(9, numClasses - 1);
@@ -65,13 +80,19 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
 
     /// <param name="only">run only these component keys (null: all of the version)</param>
     /// <param name="progress">(component key, points done, points to attack)</param>
-    /// <param name="statePath">
-    /// where to keep the run's state after every batch (see <see cref="AutoAttackState"/>); when it holds the state of the same
-    /// run, the run continues from it and ends with the same result as an uninterrupted one. Removed when the run finishes.
+    /// <param name="statePath"> where to keep the run's state after every batch (see <see cref="AutoAttackState"/>);
+    /// when it holds the state of the same run, the run continues from it and ends with the same result as an
+    /// uninterrupted one. Removed when the run finishes.
     /// </param>
-    public AutoAttackResult Run(Classifier model, ImageDataset data, Device device, IReadOnlyCollection<string>? only = null,
-                                IProgress<(string Attack, int Done, int Total)>? progress = null, CancellationToken cancel = default,
-                                string? statePath = null)
+    public AutoAttackResult Run(
+        Classifier model,
+        ImageDataset data,
+        Device device,
+        IReadOnlyCollection<string>? only = null,
+        IProgress<(string Attack, int Done, int Total)>? progress = null,
+        CancellationToken cancel = default,
+        string? statePath = null
+    )
     {
         using var scope = NewDisposeScope();
         bool wasTraining = model.training;
@@ -80,7 +101,8 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
         {
             var (x, y) = BatchSampler.All(data, device);
             var components = Components(data.NumClasses).Where(c => only is null || only.Contains(c.Key)).ToList();
-            string? fingerprint = statePath is null ? null
+            string? fingerprint = statePath is null
+                ? null
                 : AutoAttackState.FingerprintOf(model, this, data, components.Select(c => c.Key), batchSize, seed);
             AutoAttackState? saved = null;
             float[] savedAdv = [];
@@ -88,21 +110,32 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
             {
                 (saved, savedAdv) = AutoAttackState.Load(statePath);
                 if (saved.Fingerprint != fingerprint)
-                    throw new DataFormatException(statePath, "holds the state of another AutoAttack run (other points or attack " +
-                                                             "settings); remove it or write elsewhere");
+                    throw new DataFormatException(
+                        statePath,
+                        "holds the state of another AutoAttack run (other points or attack "
+                            + "settings); remove it or write elsewhere"
+                    );
             }
 
-            Tensor predictions, robust, adv, robustAtStart;
+            Tensor predictions,
+                robust,
+                adv,
+                robustAtStart;
             int clean;
             List<string> warnings;
             var stages = new List<AutoAttackStage>();
-            int firstComponent = 0, firstBatch = 0;
+            int firstComponent = 0,
+                firstBatch = 0;
             double secondsBefore = 0;
             if (saved is null)
             {
                 int sample = Math.Min(batchSize, data.Count);
-                warnings = Checks.BeforeEvaluation(model, x.narrow(0, 0, sample), y.narrow(0, 0, sample),
-                                                   expectRandom: version == AutoAttackVersion.Rand);
+                warnings = Checks.BeforeEvaluation(
+                    model,
+                    x.narrow(0, 0, sample),
+                    y.narrow(0, 0, sample),
+                    expectRandom: version == AutoAttackVersion.Rand
+                );
                 predictions = Predict(model, x);
                 robust = predictions.eq(y);
                 adv = x.clone();
@@ -126,13 +159,19 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                 var (key, attack) = components[a];
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 bool resumed = a == firstComponent && saved is not null;
-                if (!resumed) robustAtStart = robust.clone();
+                if (!resumed)
+                    robustAtStart = robust.clone();
                 double before = resumed ? secondsBefore : 0;
                 var todo = robustAtStart.nonzero().view(-1);
                 int toAttack = (int)todo.shape[0];
                 int startBatch = resumed ? firstBatch : 0;
-                if (startBatch > 0) progress?.Report((key, Math.Min(startBatch * batchSize, toAttack), toAttack));
-                for (int batchIndex = startBatch, start = startBatch * batchSize; start < toAttack; start += batchSize, batchIndex++)
+                if (startBatch > 0)
+                    progress?.Report((key, Math.Min(startBatch * batchSize, toAttack), toAttack));
+                for (
+                    int batchIndex = startBatch, start = startBatch * batchSize;
+                    start < toAttack;
+                    start += batchSize, batchIndex++
+                )
                 {
                     cancel.ThrowIfCancellationRequested();
                     using (var batchScope = NewDisposeScope())
@@ -140,7 +179,17 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                         var idx = todo.narrow(0, start, Math.Min(batchSize, toAttack - start));
                         var xb = x.index_select(0, idx);
                         var yb = y.index_select(0, idx);
-                        var advB = attack.WithSeed(Seeds.Derive(seed, a, batchIndex)).Perturb(model, xb, yb);
+                        int batchStart = start,
+                            batchCount = (int)idx.shape[0];
+                        var within = progress is null
+                            ? null
+                            : new Reporter<double>(f =>
+                                progress.Report((key, batchStart + (int)(f * batchCount), toAttack))
+                            );
+                        var advB = attack
+                            .WithSeed(Seeds.Derive(seed, a, batchIndex))
+                            .WithProgress(within)
+                            .Perturb(model, xb, yb);
                         Checks.InsideThreatModel(threat, advB, xb);
                         var predB = Predict(model, advB);
                         var broken = predB.ne(yb);
@@ -149,26 +198,77 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
                     }
                     progress?.Report((key, Math.Min(start + batchSize, toAttack), toAttack));
                     if (statePath is not null)
-                        SaveState(statePath, fingerprint!, a, batchIndex + 1, robustAtStart, robust, predictions, adv, clean, stages,
-                                  before + clock.Elapsed.TotalSeconds, warnings);
+                        SaveState(
+                            statePath,
+                            fingerprint!,
+                            a,
+                            batchIndex + 1,
+                            robustAtStart,
+                            robust,
+                            predictions,
+                            adv,
+                            clean,
+                            stages,
+                            before + clock.Elapsed.TotalSeconds,
+                            warnings
+                        );
                 }
-                stages.Add(new AutoAttackStage(key, attack.Name, (int)robust.sum().item<long>(), toAttack, before + clock.Elapsed.TotalSeconds));
-                if (toAttack == 0) progress?.Report((key, 0, 0));
+                stages.Add(
+                    new AutoAttackStage(
+                        key,
+                        attack.Name,
+                        (int)robust.sum().item<long>(),
+                        toAttack,
+                        before + clock.Elapsed.TotalSeconds
+                    )
+                );
+                if (toAttack == 0)
+                    progress?.Report((key, 0, 0));
                 if (statePath is not null)
-                    SaveState(statePath, fingerprint!, a + 1, 0, robust, robust, predictions, adv, clean, stages, 0, warnings);
+                    SaveState(
+                        statePath,
+                        fingerprint!,
+                        a + 1,
+                        0,
+                        robust,
+                        robust,
+                        predictions,
+                        adv,
+                        clean,
+                        stages,
+                        0,
+                        warnings
+                    );
             }
             // Final check, as in the reference code: the whole set of returned points is inside the threat model.
             Checks.InsideThreatModel(threat, adv, x);
-            // Square is gradient-free: if it still breaks more than 0.2% of the points after the white-box attacks, their
-            // gradients were probably masked.
+            // Square is gradient-free: if it still breaks more than 0.2% of the points after the white-box attacks,
+            // their gradients were probably masked.
             int square = stages.FindIndex(st => st.Attack == "square");
-            if (version == AutoAttackVersion.Standard && square > 0 &&
-                Checks.BlackBoxAfterWhiteBox("Square", stages[square - 1].RobustAfter, stages[square].RobustAfter, data.Count) is { } masking)
+            if (
+                version == AutoAttackVersion.Standard
+                && square > 0
+                && Checks.BlackBoxAfterWhiteBox(
+                    "Square",
+                    stages[square - 1].RobustAfter,
+                    stages[square].RobustAfter,
+                    data.Count
+                )
+                    is { } masking
+            )
                 warnings.Add(masking);
             var advHost = adv.permute(0, 2, 3, 1).contiguous().cpu().data<float>().ToArray();
-            var result = new AutoAttackResult(data.Count, clean, stages, robust.cpu().data<bool>().ToArray(),
-                                              predictions.cpu().data<long>().ToArray(), advHost, warnings);
-            if (statePath is not null) AutoAttackState.Delete(statePath);
+            var result = new AutoAttackResult(
+                data.Count,
+                clean,
+                stages,
+                robust.cpu().data<bool>().ToArray(),
+                predictions.cpu().data<long>().ToArray(),
+                advHost,
+                warnings
+            );
+            if (statePath is not null)
+                AutoAttackState.Delete(statePath);
             return result;
         }
         finally
@@ -179,14 +279,38 @@ public sealed class AutoAttack(ThreatModel threat, AutoAttackVersion version = A
 
     private static bool[] Bits(string bits) => bits.Select(c => c == '1').ToArray();
 
-    private static string Bits(Tensor mask) => string.Concat(mask.cpu().data<bool>().ToArray().Select(b => b ? '1' : '0'));
+    private static string Bits(Tensor mask) =>
+        string.Concat(mask.cpu().data<bool>().ToArray().Select(b => b ? '1' : '0'));
 
-    private static void SaveState(string path, string fingerprint, int component, int batch, Tensor robustAtStart, Tensor robust,
-                                  Tensor predictions, Tensor adv, int clean, List<AutoAttackStage> stages, double seconds,
-                                  List<string> warnings)
+    private static void SaveState(
+        string path,
+        string fingerprint,
+        int component,
+        int batch,
+        Tensor robustAtStart,
+        Tensor robust,
+        Tensor predictions,
+        Tensor adv,
+        int clean,
+        List<AutoAttackStage> stages,
+        double seconds,
+        List<string> warnings
+    )
     {
-        var state = new AutoAttackState(fingerprint, component, batch, Bits(robustAtStart), Bits(robust),
-                                        predictions.cpu().data<long>().ToArray(), "", "", clean, stages.ToList(), seconds, warnings.ToList());
+        var state = new AutoAttackState(
+            fingerprint,
+            component,
+            batch,
+            Bits(robustAtStart),
+            Bits(robust),
+            predictions.cpu().data<long>().ToArray(),
+            "",
+            "",
+            clean,
+            stages.ToList(),
+            seconds,
+            warnings.ToList()
+        );
         state.Save(path, adv.contiguous().cpu().data<float>().ToArray());
     }
 

@@ -6,30 +6,51 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary>
-/// Where an AutoAttack run stands, saved after every batch so that a cut run continues with the same result: the component
-/// and batch to run next, which points were robust when that component started (its batches are cut from them), which are
-/// robust now, their predictions and adversarial examples, and the finished components. The examples go to a .npy beside
-/// the JSON (a new name each save, so the JSON never points at a half-written file); the JSON names it and its hash.
-/// </summary>
-public sealed record AutoAttackState(string Fingerprint, int Component, int Batch, string RobustAtComponentStart, string Robust,
-                                     long[] Predictions, string AdversarialFile, string AdversarialSha256, int CleanCorrect,
-                                     IReadOnlyList<AutoAttackStage> Stages, double ComponentSeconds, IReadOnlyList<string> Warnings)
+/// <summary> Where an AutoAttack run stands, saved after every batch so that a cut run continues with the same result:
+/// the component and batch to run next, which points were robust when that component started (its batches are cut from
+/// them), which are robust now, their predictions and adversarial examples, and the finished components. The examples
+/// go to a .npy beside the JSON (a new name each save, so the JSON never points at a half-written file); the JSON names
+/// it and its hash. </summary>
+public sealed record AutoAttackState(
+    string Fingerprint,
+    int Component,
+    int Batch,
+    string RobustAtComponentStart,
+    string Robust,
+    long[] Predictions,
+    string AdversarialFile,
+    string AdversarialSha256,
+    int CleanCorrect,
+    IReadOnlyList<AutoAttackStage> Stages,
+    double ComponentSeconds,
+    IReadOnlyList<string> Warnings
+)
 {
-    /// <summary>Identifies a run: the same fingerprint means the same model weights, points, labels, threat model, version and seeds.</summary>
-    public static string FingerprintOf(Classifier model, AutoAttack attack, ImageDataset data, IEnumerable<string> components,
-                                       int batchSize, long seed)
+    /// <summary>Identifies a run: the same fingerprint means the same model weights, points, labels, threat model,
+    /// version and seeds.</summary>
+    public static string FingerprintOf(
+        Classifier model,
+        AutoAttack attack,
+        ImageDataset data,
+        IEnumerable<string> components,
+        int batchSize,
+        long seed
+    )
     {
-        var text = $"{attack.Threat}|{attack.Version}|{seed}|{batchSize}|{string.Join(',', components)}|{data.Count}|" +
-                   $"{data.Height}x{data.Width}x{data.Channels}|{string.Join(',', data.Labels)}";
+        var text =
+            $"{attack.Threat}|{attack.Version}|{seed}|{batchSize}|{string.Join(',', components)}|{data.Count}|"
+            + $"{data.Height}x{data.Width}x{data.Channels}|{string.Join(',', data.Labels)}";
         using var sha = SHA256.Create();
         foreach (var (_, t) in model.state_dict())
         {
             using var host = t.contiguous().cpu().to(ScalarType.Float32);
-            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(host.data<float>().ToArray().AsSpan()).ToArray();
+            var bytes = System
+                .Runtime.InteropServices.MemoryMarshal.AsBytes(host.data<float>().ToArray().AsSpan())
+                .ToArray();
             sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
         }
-        for (int i = 0; i < data.Count; i++) sha.TransformBlock(data.Image(i).ToArray(), 0, data.ImageBytes, null, 0);
+        for (int i = 0; i < data.Count; i++)
+            sha.TransformBlock(data.Image(i).ToArray(), 0, data.ImageBytes, null, 0);
         var settings = System.Text.Encoding.UTF8.GetBytes(text);
         sha.TransformFinalBlock(settings, 0, settings.Length);
         return Convert.ToHexString(sha.Hash!);
@@ -44,7 +65,8 @@ public sealed record AutoAttackState(string Fingerprint, int Component, int Batc
         Npy.WriteFloats(Path.Combine(dir, advName), [adversarialNchw.LongLength], adversarialNchw);
         var sha = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(dir, advName))));
         JsonFiles.Write(path, this with { AdversarialFile = advName, AdversarialSha256 = sha });
-        if (previous is not null && previous != advName) File.Delete(Path.Combine(dir, previous));
+        if (previous is not null && previous != advName)
+            File.Delete(Path.Combine(dir, previous));
     }
 
     /// <summary>Reads a saved state, or throws naming the file when it is unusable.</summary>
@@ -52,23 +74,41 @@ public sealed record AutoAttackState(string Fingerprint, int Component, int Batc
     {
         var state = JsonFiles.Read<AutoAttackState>(path);
         var adv = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, state.AdversarialFile);
-        if (!File.Exists(adv)) throw new DataFormatException(adv, "the adversarial examples of this AutoAttack state are missing");
-        if (!string.Equals(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(adv))), state.AdversarialSha256, StringComparison.OrdinalIgnoreCase))
-            throw new DataFormatException(adv, "contents do not match the checksum in the AutoAttack state (truncated or corrupt file)");
+        if (!File.Exists(adv))
+            throw new DataFormatException(adv, "the adversarial examples of this AutoAttack state are missing");
+        if (
+            !string.Equals(
+                Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(adv))),
+                state.AdversarialSha256,
+                StringComparison.OrdinalIgnoreCase
+            )
+        )
+            throw new DataFormatException(
+                adv,
+                "contents do not match the checksum in the AutoAttack state (truncated or corrupt file)"
+            );
         return (state, Npy.ReadFloats(adv));
     }
 
     /// <summary>Removes a finished run's state and its examples.</summary>
     public static void Delete(string path)
     {
-        if (!File.Exists(path)) return;
-        if (TryRead(path)?.AdversarialFile is { } adv) File.Delete(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, adv));
+        if (!File.Exists(path))
+            return;
+        if (TryRead(path)?.AdversarialFile is { } adv)
+            File.Delete(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, adv));
         File.Delete(path);
     }
 
     private static AutoAttackState? TryRead(string path)
     {
-        try { return JsonFiles.Read<AutoAttackState>(path); }
-        catch (DataFormatException) { return null; }
+        try
+        {
+            return JsonFiles.Read<AutoAttackState>(path);
+        }
+        catch (DataFormatException)
+        {
+            return null;
+        }
     }
 }

@@ -1,34 +1,50 @@
+using ProxyRobust.Core;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary>
-/// Fast Adaptive Boundary attack (Croce &amp; Hein, ICML 2020), a minimum-norm attack: at each iteration the classifier is
-/// linearised around the current iterate, the closest decision hyperplane (untargeted: over all classes; FAB-T: the one
-/// towards a fixed target) is projected on from both the iterate and the original point (<see cref="BoxHyperplaneProjection"/>),
-/// the two projections are mixed with weight alpha = min(|d1| / (|d1| + |d2|), alpha_max) and extrapolated by eta; once the
-/// iterate is adversarial it is pulled back towards the original by beta. The smallest adversarial perturbation found is kept.
-/// <para>As an attack with a budget (AutoAttack's FAB-T: 100 iterations, 9 target classes, 1 restart; alpha_max 0.1, eta 1.05,
-/// beta 0.9), an example counts only if its minimum-norm perturbation is within eps; eps also scales the random starts
-/// of restarts after the first.</para>
+/// <summary> Fast Adaptive Boundary attack (Croce &amp; Hein, ICML 2020), a minimum-norm attack: at each iteration the
+/// classifier is linearised around the current iterate, the closest decision hyperplane (untargeted: over all classes;
+/// FAB-T: the one towards a fixed target) is projected on from both the iterate and the original point (<see
+/// cref="BoxHyperplaneProjection"/>), the two projections are mixed with weight alpha = min(|d1| / (|d1| + |d2|),
+/// alpha_max) and extrapolated by eta; once the iterate is adversarial it is pulled back towards the original by beta.
+/// The smallest adversarial perturbation found is kept.
+/// <para>As an attack with a budget (AutoAttack's FAB-T: 100 iterations, 9 target classes, 1 restart; alpha_max 0.1,
+/// eta 1.05, beta 0.9), an example counts only if its minimum-norm perturbation is within eps; eps also scales the
+/// random starts of restarts after the first.</para>
 /// </summary>
-public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts = 1, bool Targeted = true, int TargetClasses = 9,
-                         double AlphaMax = 0.1, double Eta = 1.05, double Beta = 0.9, long Seed = 0) : IAttack
+public sealed record Fab(
+    ThreatModel Threat,
+    int Iterations = 100,
+    int Restarts = 1,
+    bool Targeted = true,
+    int TargetClasses = 9,
+    double AlphaMax = 0.1,
+    double Eta = 1.05,
+    double Beta = 0.9,
+    long Seed = 0
+) : IAttack
 {
-    public string Name => (Targeted ? $"FAB-T ({TargetClasses} targets" : "FAB (") + $"{(Targeted ? ", " : "")}{Threat}, {Iterations} it" +
-                          (Restarts > 1 ? $", {Restarts} restarts)" : ")");
+    public string Name =>
+        (Targeted ? $"FAB-T ({TargetClasses} targets" : "FAB (")
+        + $"{(Targeted ? ", " : "")}{Threat}, {Iterations} it"
+        + (Restarts > 1 ? $", {Restarts} restarts)" : ")");
 
     public IAttack WithSeed(long seed) => this with { Seed = seed };
 
-    public Tensor Perturb(Classifier model, Tensor images, Tensor labels) => Run(model, images, labels, Threat.Epsilon).Adversarial;
+    /// <summary>Reports the fraction of the batch's work done (after every target class and restart).</summary>
+    public IProgress<double>? Progress { get; init; }
 
-    /// <summary>
-    /// The minimum-norm perturbations FAB finds, with no budget: per example the smallest adversarial point found and its
-    /// norm (+infinity where none was found, or where the clean point is already misclassified: norm 0 there).
-    /// </summary>
+    public IAttack WithProgress(IProgress<double>? progress) => this with { Progress = progress };
+
+    public Tensor Perturb(Classifier model, Tensor images, Tensor labels) =>
+        Run(model, images, labels, Threat.Epsilon).Adversarial;
+
+    /// <summary> The minimum-norm perturbations FAB finds, with no budget: per example the smallest adversarial point
+    /// found and its norm (+infinity where none was found, or where the clean point is already misclassified: norm 0
+    /// there). </summary>
     public (Tensor Adversarial, Tensor Norms) MinimumNorm(Classifier model, Tensor images, Tensor labels) =>
         Run(model, images, labels, double.PositiveInfinity);
 
@@ -40,34 +56,48 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
         var x = images.detach();
         var adv = x.clone();
         var (robust, order) = RobustPoints.Clean(model, x, labels);
-        var norms = where(robust, full(robust.shape, double.PositiveInfinity, dtype: x.dtype, device: x.device),
-                          zeros(robust.shape, dtype: x.dtype, device: x.device));
+        var norms = where(
+            robust,
+            full(robust.shape, double.PositiveInfinity, dtype: x.dtype, device: x.device),
+            zeros(robust.shape, dtype: x.dtype, device: x.device)
+        );
         int passes = Targeted ? Math.Min(TargetClasses, (int)order.shape[1] - 1) : 1;
         for (int pass = 0; pass < passes; pass++)
+        {
             for (int r = 0; r < Math.Max(1, Restarts); r++)
             {
+                Progress?.Report((double)(pass * Math.Max(1, Restarts) + r) / (passes * Math.Max(1, Restarts)));
                 using var passScope = NewDisposeScope();
                 var todo = robust.nonzero().view(-1);
-                if (todo.shape[0] == 0) break;
+                if (todo.shape[0] == 0)
+                    break;
                 var target = Targeted ? order.index_select(0, todo)[.., pass + 1] : null;
-                var (advCurr, normCurr) = SingleRun(model, x.index_select(0, todo), labels.index_select(0, todo), target,
-                                                    randomStart: r > 0, generator);
+                var (advCurr, normCurr) = SingleRun(
+                    model,
+                    x.index_select(0, todo),
+                    labels.index_select(0, todo),
+                    target,
+                    randomStart: r > 0,
+                    generator
+                );
                 // Success: a minimum-norm point was found and it is inside the budget (re-checked by the caller too).
                 var ok = normCurr.le(budget);
                 var hit = RobustPoints.MarkBroken(robust, adv, todo, ok, advCurr);
                 norms.index_copy_(0, hit, normCurr.index_select(0, ok.nonzero().view(-1)));
             }
+        }
         return (adv.MoveToOuterDisposeScope(), norms.MoveToOuterDisposeScope());
     }
 
     /// <summary>
     /// Differences of logits f_k - f_y at <paramref name="x1"/> and their input gradients: for FAB-T only towards the
-    /// target ([N,1] and [N,1,D]); untargeted for every class, with the true class's entry set to 1e10 so it is never chosen.
+    /// target ([N,1] and [N,1,D]); untargeted for every class, with the true class's entry set to 1e10 so it is never
+    /// chosen.
     /// </summary>
     private static (Tensor Df, Tensor Dg) LogitDifferences(Classifier model, Tensor x1, Tensor y, Tensor? target)
     {
         using var scope = NewDisposeScope();
-        using var gradMode = enable_grad();   // the caller runs under no_grad
+        using var gradMode = enable_grad(); // the caller runs under no_grad
         var input = x1.detach().requires_grad_(true);
         var logits = model.call(input);
         long n = x1.shape[0];
@@ -81,7 +111,7 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
         var grads = new List<Tensor>();
         for (int j = 0; j < k; j++)
             grads.Add(torch.autograd.grad([logits[.., j].sum()], [input], retain_graph: j < k - 1)[0].reshape(n, -1));
-        var jac = stack(grads, 1);                                      // [N, K, D]
+        var jac = stack(grads, 1); // [N, K, D]
         var yIdx = y.view(-1, 1);
         var df = logits.detach() - logits.detach().gather(1, yIdx);
         var dg = jac - jac.gather(1, yIdx.view(-1, 1, 1).expand(-1, 1, jac.shape[2]));
@@ -91,8 +121,14 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
 
     private Tensor RowNorm(Tensor flat) => Threat.Norm == Norm.Linf ? flat.abs().amax([1]) : flat.pow(2).sum(1).sqrt();
 
-    private (Tensor Adversarial, Tensor Norms) SingleRun(Classifier model, Tensor x, Tensor y, Tensor? target, bool randomStart,
-                                                         Generator generator)
+    private (Tensor Adversarial, Tensor Norms) SingleRun(
+        Classifier model,
+        Tensor x,
+        Tensor y,
+        Tensor? target,
+        bool randomStart,
+        Generator generator
+    )
     {
         using var scope = NewDisposeScope();
         long bs = x.shape[0];
@@ -104,9 +140,10 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
         if (randomStart)
         {
             // A random point at half of min(best norm so far, eps) (the authors' restart rule).
-            var t = Threat.Norm == Norm.Linf
-                ? rand(shape, dtype: x.dtype, device: x.device, generator: generator) * 2 - 1
-                : randn(shape, dtype: x.dtype, device: x.device, generator: generator);
+            var t =
+                Threat.Norm == Norm.Linf
+                    ? rand(shape, dtype: x.dtype, device: x.device, generator: generator) * 2 - 1
+                    : randn(shape, dtype: x.dtype, device: x.device, generator: generator);
             var radius = bestNorm.clamp_max(Threat.Epsilon).view(-1, 1, 1, 1);
             x1 = (x + radius * t / RowNorm(t.reshape(bs, -1)).view(-1, 1, 1, 1) * 0.5).clamp(0, 1);
         }
@@ -115,7 +152,8 @@ public sealed record Fab(ThreatModel Threat, int Iterations = 100, int Restarts 
             using (no_grad())
             {
                 var (df, dg) = LogitDifferences(model, x1, y, target);
-                // Distance to each linearised boundary: |f_k - f_y| / ||grad(f_k - f_y)||_* (dual norm: l-1 for l-inf, l-2 for l-2).
+                // Distance to each linearised boundary: |f_k - f_y| / ||grad(f_k - f_y)||_* (dual norm: l-1 for l-inf,
+                // l-2 for l-2).
                 var dual = Threat.Norm == Norm.Linf ? dg.abs().sum(2) : dg.pow(2).sum(2).sqrt();
                 var closest = (df.abs() / (dual + 1e-12)).argmin(1);
                 var w = dg.gather(1, closest.view(-1, 1, 1).expand(-1, 1, dg.shape[2])).squeeze(1);

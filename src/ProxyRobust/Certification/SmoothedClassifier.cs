@@ -1,7 +1,7 @@
+using ProxyRobust.Core;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Certification;
 
@@ -21,7 +21,8 @@ public sealed class SmoothedClassifier(Classifier model, int numClasses, double 
     public double Sigma => sigma;
     public int BatchSize => batchSize;
 
-    /// <summary>CERTIFY: select the top class from n0 samples, estimate its probability from n fresh samples, lower-bound it at level alpha.</summary>
+    /// <summary>CERTIFY: select the top class from n0 samples, estimate its probability from n fresh samples,
+    /// lower-bound it at level alpha.</summary>
     public Certificate Certify(Tensor x, int n0, int n, double alpha, long seed)
     {
         using var generator = new Generator((ulong)Seeds.Derive(seed, 0xCE27), x.device);
@@ -34,17 +35,20 @@ public sealed class SmoothedClassifier(Classifier model, int numClasses, double 
         return radius is { } r ? new Certificate(top, r, nA, n, pA) : new Certificate(-1, 0, nA, n, pA);
     }
 
-    /// <summary>PREDICT: the top class if a two-sided binomial test separates it from the runner-up at level alpha, else -1.</summary>
+    /// <summary>PREDICT: the top class if a two-sided binomial test separates it from the runner-up at level alpha,
+    /// else -1.</summary>
     public int Predict(Tensor x, int n, double alpha, long seed)
     {
         using var generator = new Generator((ulong)Seeds.Derive(seed, 0x9ED1), x.device);
         var counts = SampleCounts(x, n, generator);
         var order = Enumerable.Range(0, counts.Length).OrderByDescending(c => counts[c]).ToArray();
-        long nA = counts[order[0]], nB = counts.Length > 1 ? counts[order[1]] : 0;
+        long nA = counts[order[0]],
+            nB = counts.Length > 1 ? counts[order[1]] : 0;
         return SmoothingStatistics.BinomialTestHalf(nA, nB) > alpha ? -1 : order[0];
     }
 
-    /// <summary>How often the base classifier predicts each class on <paramref name="num"/> noisy copies of x (shape C x H x W).</summary>
+    /// <summary>How often the base classifier predicts each class on <paramref name="num"/> noisy copies of x (shape C
+    /// x H x W).</summary>
     public long[] SampleCounts(Tensor x, int num, Generator generator)
     {
         var counts = new long[numClasses];
@@ -61,7 +65,8 @@ public sealed class SmoothedClassifier(Classifier model, int numClasses, double 
                 var noise = randn(batch.shape, dtype: x.dtype, device: x.device, generator: generator) * sigma;
                 var predictions = model.call(batch + noise).argmax(1);
                 var binCounts = predictions.bincount(null, numClasses).cpu().data<long>().ToArray();
-                for (int c = 0; c < numClasses; c++) counts[c] += binCounts[c];
+                for (int c = 0; c < numClasses; c++)
+                    counts[c] += binCounts[c];
             }
         }
         finally

@@ -1,6 +1,7 @@
 namespace ProxyRobust.Core;
 
-/// <summary>Writes files so that a reader never sees a half-written one: write a temporary sibling, flush, rename.</summary>
+/// <summary>Writes files so that a reader never sees a half-written one: write a temporary sibling, flush,
+/// rename.</summary>
 public static class AtomicFile
 {
     public static void Write(string path, Action<Stream> write)
@@ -19,7 +20,8 @@ public static class AtomicFile
         }
         finally
         {
-            if (File.Exists(tmp)) File.Delete(tmp);
+            if (File.Exists(tmp))
+                File.Delete(tmp);
         }
     }
 
@@ -30,5 +32,12 @@ public static class AtomicFile
     }
 
     public static void WriteAllText(string path, string text) =>
-        Write(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(text); });
+        Write(
+            path,
+            s =>
+            {
+                using var w = new StreamWriter(s, leaveOpen: true);
+                w.Write(text);
+            }
+        );
 }

@@ -11,7 +11,8 @@ namespace ProxyRobust.Core;
 /// </summary>
 public static class JsonFiles
 {
-    /// <summary>The schema version this build writes (1: the files before one naming convention; 2: camelCase throughout).</summary>
+    /// <summary>The schema version this build writes (1: the files before one naming convention; 2: camelCase
+    /// throughout).</summary>
     public const int SchemaVersion = 2;
 
     public static readonly JsonSerializerOptions Options = new()
@@ -30,7 +31,9 @@ public static class JsonFiles
     /// <summary>Writes <paramref name="value"/> atomically, with "schemaVersion" first.</summary>
     public static void Write<T>(string path, T value)
     {
-        var node = ToNode(value) as JsonObject ?? throw new ArgumentException($"{typeof(T).Name} does not serialise to a JSON object");
+        var node =
+            ToNode(value) as JsonObject
+            ?? throw new ArgumentException($"{typeof(T).Name} does not serialise to a JSON object");
         WriteObject(path, node);
     }
 
@@ -39,18 +42,23 @@ public static class JsonFiles
     {
         var versioned = new JsonObject { ["schemaVersion"] = SchemaVersion };
         foreach (var (key, value) in node)
-            if (key != "schemaVersion") versioned[key] = value?.DeepClone();
+            if (key != "schemaVersion")
+                versioned[key] = value?.DeepClone();
         AtomicFile.WriteAllText(path, versioned.ToJsonString(Options));
     }
 
-    /// <summary>Parses a file written by <see cref="Write{T}"/> (or by an older version); one error naming the file otherwise.</summary>
+    /// <summary>Parses a file written by <see cref="Write{T}"/> (or by an older version); one error naming the file
+    /// otherwise.</summary>
     public static JsonObject ReadObject(string path)
     {
-        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
+        if (!File.Exists(path))
+            throw new DataFormatException(path, "file not found");
         JsonObject node;
         try
         {
-            node = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new DataFormatException(path, "not a JSON object");
+            node =
+                JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                ?? throw new DataFormatException(path, "not a JSON object");
         }
         catch (JsonException e)
         {
@@ -60,8 +68,11 @@ public static class JsonFiles
         if (node["schemaVersion"] is { } v && !(v is JsonValue value && value.TryGetValue(out version)))
             throw new DataFormatException(path, $"schemaVersion {v.ToJsonString()} is not a number");
         if (version > SchemaVersion || version < 1)
-            throw new DataFormatException(path,
-                $"written with schema version {version}; this ProxyRobust reads versions 1 to {SchemaVersion} (update ProxyRobust)");
+            throw new DataFormatException(
+                path,
+                $"written with schema version {version}; this ProxyRobust reads versions 1 to {SchemaVersion} "
+                    + $"(update ProxyRobust)"
+            );
         return node;
     }
 
@@ -79,5 +90,11 @@ public static class JsonFiles
         }
     }
 
-    private static string Describe(Type t) => string.Concat(t.Name.Select((c, i) => i > 0 && char.IsUpper(c) ? " " + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+    private static string Describe(Type t) =>
+        string.Concat(
+            t.Name.Select(
+                (c, i) =>
+                    i > 0 && char.IsUpper(c) ? " " + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()
+            )
+        );
 }

@@ -11,7 +11,10 @@ public sealed class Reporter<T>(Action<T> handler) : IProgress<T>
 
 public static class ProgressPhases
 {
-    /// <summary>Reports (done, total) of one named phase to a progress that takes (phase, done, total); null stays null.</summary>
-    public static IProgress<(int Done, int Total)>? Phase(this IProgress<(string Phase, int Done, int Total)>? progress, string phase) =>
-        progress is null ? null : new Reporter<(int Done, int Total)>(p => progress.Report((phase, p.Done, p.Total)));
+    /// <summary>Reports (done, total) of one named phase to a progress that takes (phase, done, total); null stays
+    /// null.</summary>
+    public static IProgress<(int Done, int Total)>? Phase(
+        this IProgress<(string Phase, int Done, int Total)>? progress,
+        string phase
+    ) => progress is null ? null : new Reporter<(int Done, int Total)>(p => progress.Report((phase, p.Done, p.Total)));
 }

@@ -6,7 +6,8 @@ public static class Seeds
     public static int Derive(long seed, params long[] parts)
     {
         ulong h = Mix((ulong)seed);
-        foreach (var p in parts) h = Mix(h ^ (ulong)p);
+        foreach (var p in parts)
+            h = Mix(h ^ (ulong)p);
         return (int)(h & 0x7fffffff);
     }
 

@@ -1,27 +1,52 @@
 using ProxyRobust.Core;
+
 namespace ProxyRobust.Data;
 
-/// <summary>CIFAR-10 and CIFAR-100 binary batches: per record the label byte(s), then 3072 bytes of 32x32 planar R, G, B.</summary>
+/// <summary>CIFAR-10 and CIFAR-100 binary batches: per record the label byte(s), then 3072 bytes of 32x32 planar R, G,
+/// B.</summary>
 public static class CifarReader
 {
     public static readonly string[] Cifar10Classes =
-        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ];
 
-    private const int Side = 32, Pixels = Side * Side, ImageBytes = Pixels * 3;
+    private const int Side = 32,
+        Pixels = Side * Side,
+        ImageBytes = Pixels * 3;
 
-    /// <summary>Reads and concatenates batches. CIFAR-100 records carry (coarse, fine) labels; the fine label is used.</summary>
+    /// <summary>Reads and concatenates batches. CIFAR-100 records carry (coarse, fine) labels; the fine label is
+    /// used.</summary>
     public static ImageDataset Read(IReadOnlyList<string> files, bool cifar100)
     {
-        if (files.Count == 0) throw new ArgumentException("no CIFAR batch files given", nameof(files));
-        int labelBytes = cifar100 ? 2 : 1, record = labelBytes + ImageBytes, numClasses = cifar100 ? 100 : 10;
+        if (files.Count == 0)
+            throw new ArgumentException("no CIFAR batch files given", nameof(files));
+        int labelBytes = cifar100 ? 2 : 1,
+            record = labelBytes + ImageBytes,
+            numClasses = cifar100 ? 100 : 10;
         long total = 0;
         foreach (var f in files)
         {
-            if (!File.Exists(f)) throw new DataFormatException(f, "file not found");
+            if (!File.Exists(f))
+                throw new DataFormatException(f, "file not found");
             long len = new FileInfo(f).Length;
-            if (len == 0) throw new DataFormatException(f, "file is empty");
+            if (len == 0)
+                throw new DataFormatException(f, "file is empty");
             if (len % record != 0)
-                throw new DataFormatException(f, $"size {len} bytes is not a multiple of the {(cifar100 ? "CIFAR-100" : "CIFAR-10")} record size {record} (truncated or wrong format?)");
+                throw new DataFormatException(
+                    f,
+                    $"size {len} bytes is not a multiple of the {(cifar100 ? "CIFAR-100" : "CIFAR-10")} record size "
+                        + $"{record} (truncated or wrong format?)"
+                );
             total += len / record;
         }
         var images = new byte[checked(total * ImageBytes)];
@@ -48,14 +73,22 @@ public static class CifarReader
                 }
             }
         }
-        var names = ReadClassNames(files[0], cifar100) ?? (cifar100
-            ? Enumerable.Range(0, 100).Select(i => i.ToString()).ToArray()
-            : Cifar10Classes);
-        return new ImageDataset(files.Count == 1 ? files[0] : Path.GetDirectoryName(files[0]) ?? files[0],
-                                new ArrayImageStore(images, ImageBytes), labels, Side, Side, 3, names);
+        var names =
+            ReadClassNames(files[0], cifar100)
+            ?? (cifar100 ? Enumerable.Range(0, 100).Select(i => i.ToString()).ToArray() : Cifar10Classes);
+        return new ImageDataset(
+            files.Count == 1 ? files[0] : Path.GetDirectoryName(files[0]) ?? files[0],
+            new ArrayImageStore(images, ImageBytes),
+            labels,
+            Side,
+            Side,
+            3,
+            names
+        );
     }
 
-    /// <summary>Writes a CIFAR-10 (or -100, fine label doubled as coarse) batch file; used by tests and tools.</summary>
+    /// <summary>Writes a CIFAR-10 (or -100, fine label doubled as coarse) batch file; used by tests and
+    /// tools.</summary>
     public static void Write(string path, ReadOnlySpan<byte> hwcImages, ReadOnlySpan<int> labels, bool cifar100 = false)
     {
         int labelBytes = cifar100 ? 2 : 1;
@@ -64,12 +97,15 @@ public static class CifarReader
         {
             var rec = buf.AsSpan(n * (labelBytes + ImageBytes), labelBytes + ImageBytes);
             rec[0] = (byte)labels[n];
-            if (cifar100) rec[1] = (byte)labels[n];
+            if (cifar100)
+                rec[1] = (byte)labels[n];
             var src = hwcImages.Slice(n * ImageBytes, ImageBytes);
             var dst = rec[labelBytes..];
             for (int p = 0; p < Pixels; p++)
             {
-                dst[p] = src[3 * p]; dst[Pixels + p] = src[3 * p + 1]; dst[2 * Pixels + p] = src[3 * p + 2];
+                dst[p] = src[3 * p];
+                dst[Pixels + p] = src[3 * p + 1];
+                dst[2 * Pixels + p] = src[3 * p + 2];
             }
         }
         AtomicFile.WriteAllBytes(path, buf);
@@ -79,7 +115,8 @@ public static class CifarReader
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(batchFile))!;
         var meta = Path.Combine(dir, cifar100 ? "fine_label_names.txt" : "batches.meta.txt");
-        if (!File.Exists(meta)) return null;
+        if (!File.Exists(meta))
+            return null;
         var names = File.ReadAllLines(meta).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         return names.Length == (cifar100 ? 100 : 10) ? names : null;
     }

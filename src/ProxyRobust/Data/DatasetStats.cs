@@ -2,10 +2,12 @@ namespace ProxyRobust.Data;
 
 public static class DatasetStats
 {
-    /// <summary>Per-channel mean and standard deviation of pixel values in [0,1] over (up to) the first <paramref name="maxImages"/> images.</summary>
+    /// <summary>Per-channel mean and standard deviation of pixel values in [0,1] over (up to) the first <paramref
+    /// name="maxImages"/> images.</summary>
     public static (float[] Mean, float[] Std) ChannelMeanStd(ImageDataset data, int maxImages = 20000)
     {
-        int c = data.Channels, n = Math.Min(maxImages, data.Count);
+        int c = data.Channels,
+            n = Math.Min(maxImages, data.Count);
         var sum = new double[c];
         var sumSq = new double[c];
         long perChannel = 0;

@@ -19,18 +19,30 @@ public static partial class Npy
 
     public static Header ReadHeader(string path)
     {
-        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
+        if (!File.Exists(path))
+            throw new DataFormatException(path, "file not found");
         using var fs = File.OpenRead(path);
         Span<byte> pre = stackalloc byte[12];
         int got = fs.ReadAtLeast(pre, 12, throwOnEndOfStream: false);
         if (got < 10 || !pre[..6].SequenceEqual(Magic))
             throw new DataFormatException(path, "not a .npy file (missing \\x93NUMPY magic)");
         int major = pre[6];
-        long headerLen, dataStart;
-        if (major == 1) { headerLen = BinaryPrimitives.ReadUInt16LittleEndian(pre[8..]); dataStart = 10 + headerLen; }
-        else if (major is 2 or 3) { headerLen = BinaryPrimitives.ReadUInt32LittleEndian(pre[8..]); dataStart = 12 + headerLen; }
-        else throw new DataFormatException(path, $".npy format version {major} is not supported");
-        if (dataStart > fs.Length) throw new DataFormatException(path, "truncated .npy header");
+        long headerLen,
+            dataStart;
+        if (major == 1)
+        {
+            headerLen = BinaryPrimitives.ReadUInt16LittleEndian(pre[8..]);
+            dataStart = 10 + headerLen;
+        }
+        else if (major is 2 or 3)
+        {
+            headerLen = BinaryPrimitives.ReadUInt32LittleEndian(pre[8..]);
+            dataStart = 12 + headerLen;
+        }
+        else
+            throw new DataFormatException(path, $".npy format version {major} is not supported");
+        if (dataStart > fs.Length)
+            throw new DataFormatException(path, "truncated .npy header");
         var headerBytes = new byte[headerLen];
         fs.Position = dataStart - headerLen;
         fs.ReadExactly(headerBytes);
@@ -41,28 +53,40 @@ public static partial class Npy
         var shape = ShapeRegex().Match(text);
         if (!descr.Success || !fortran.Success || !shape.Success)
             throw new DataFormatException(path, $"unreadable .npy header: {text.Trim()}");
-        var dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                        .Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var dims = shape
+            .Groups[1]
+            .Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => long.Parse(s, CultureInfo.InvariantCulture))
+            .ToArray();
         var h = new Header(descr.Groups[1].Value, fortran.Groups[1].Value == "True", dims, dataStart);
-        if (h.FortranOrder) throw new DataFormatException(path, "Fortran-ordered arrays are not supported (save with C order)");
+        if (h.FortranOrder)
+            throw new DataFormatException(path, "Fortran-ordered arrays are not supported (save with C order)");
         if (h.Descr.Length < 3 || h.Descr[0] == '>' && h.ElementSize > 1)
             throw new DataFormatException(path, $"big-endian dtype '{h.Descr}' is not supported");
         long expectedBytes = h.ElementCount * h.ElementSize;
         long actual = fs.Length - dataStart;
         if (actual < expectedBytes)
-            throw new DataFormatException(path, $"truncated: shape ({string.Join(", ", dims)}) of {h.Descr} needs {expectedBytes} bytes, file holds {actual}");
+            throw new DataFormatException(
+                path,
+                $"truncated: shape ({string.Join(", ", dims)}) of {h.Descr} needs {expectedBytes} bytes, file holds "
+                    + $"{actual}"
+            );
         return h;
     }
 
     /// <summary>Kind+size of a dtype, ignoring byte order: "u1", "i8", "f4", ...</summary>
     public static string Kind(Header h) => h.Descr[1..];
 
-    /// <summary>Reads a 1-D integer array (labels) as int32. Accepts int64 (the documented type), int32, uint8.</summary>
+    /// <summary>Reads a 1-D integer array (labels) as int32. Accepts int64 (the documented type), int32,
+    /// uint8.</summary>
     public static int[] ReadLabels(string path)
     {
         var h = ReadHeader(path);
         if (h.Shape.Length != 1)
-            throw new DataFormatException(path, $"labels must be a 1-D array, found shape ({string.Join(", ", h.Shape)})");
+            throw new DataFormatException(
+                path,
+                $"labels must be a 1-D array, found shape ({string.Join(", ", h.Shape)})"
+            );
         var kind = Kind(h);
         if (kind is not ("i8" or "i4" or "u1"))
             throw new DataFormatException(path, $"labels must be int64 (dtype '{h.Descr}' found)");
@@ -76,7 +100,8 @@ public static partial class Npy
                 "i4" => BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(4 * i)),
                 _ => bytes[i],
             };
-            if (v < 0 || v > int.MaxValue) throw new DataFormatException(path, $"label {v} at index {i} is negative or too large");
+            if (v < 0 || v > int.MaxValue)
+                throw new DataFormatException(path, $"label {v} at index {i} is negative or too large");
             labels[i] = (int)v;
         }
         return labels;
@@ -87,12 +112,16 @@ public static partial class Npy
     {
         var h = ReadHeader(path);
         if (h.Shape.Length != 1 || Kind(h) != "f4")
-            throw new DataFormatException(path, $"expected a 1-D float32 array, found {h.Descr} of shape ({string.Join(", ", h.Shape)})");
+            throw new DataFormatException(
+                path,
+                $"expected a 1-D float32 array, found {h.Descr} of shape ({string.Join(", ", h.Shape)})"
+            );
         var bytes = ReadData(path, h);
         var values = new float[h.Shape[0]];
         Buffer.BlockCopy(bytes, 0, values, 0, bytes.Length);
         for (int i = 0; i < values.Length; i++)
-            if (!float.IsFinite(values[i])) throw new DataFormatException(path, $"value at index {i} is {values[i]}");
+            if (!float.IsFinite(values[i]))
+                throw new DataFormatException(path, $"value at index {i} is {values[i]}");
         return values;
     }
 
@@ -121,7 +150,8 @@ public static partial class Npy
         var header = dict + new string(' ', pad) + "\n";
         Span<byte> pre = stackalloc byte[10];
         Magic.CopyTo(pre);
-        pre[6] = 1; pre[7] = 0;
+        pre[6] = 1;
+        pre[7] = 0;
         BinaryPrimitives.WriteUInt16LittleEndian(pre[8..], (ushort)header.Length);
         s.Write(pre);
         s.Write(Encoding.Latin1.GetBytes(header));
@@ -135,11 +165,17 @@ public static partial class Npy
     public static void WriteLabels(string path, ReadOnlySpan<int> labels)
     {
         var bytes = new byte[labels.Length * 8];
-        for (int i = 0; i < labels.Length; i++) BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8 * i), labels[i]);
+        for (int i = 0; i < labels.Length; i++)
+            BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8 * i), labels[i]);
         Write(path, "<i8", [labels.Length], bytes);
     }
 
-    [GeneratedRegex(@"'descr'\s*:\s*'([^']+)'")] private static partial Regex DescrRegex();
-    [GeneratedRegex(@"'fortran_order'\s*:\s*(True|False)")] private static partial Regex FortranRegex();
-    [GeneratedRegex(@"'shape'\s*:\s*\(([^)]*)\)")] private static partial Regex ShapeRegex();
+    [GeneratedRegex(@"'descr'\s*:\s*'([^']+)'")]
+    private static partial Regex DescrRegex();
+
+    [GeneratedRegex(@"'fortran_order'\s*:\s*(True|False)")]
+    private static partial Regex FortranRegex();
+
+    [GeneratedRegex(@"'shape'\s*:\s*\(([^)]*)\)")]
+    private static partial Regex ShapeRegex();
 }

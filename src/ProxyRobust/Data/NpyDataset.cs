@@ -1,4 +1,5 @@
 using ProxyRobust.Core;
+
 namespace ProxyRobust.Data;
 
 /// <summary>
@@ -7,19 +8,24 @@ namespace ProxyRobust.Data;
 /// </summary>
 public static class NpyDataset
 {
-    public static ImageDataset Read(string imagesPath, string labelsPath, IReadOnlyList<string>? classNames = null,
-                                    (int H, int W, int C)? rawShape = null)
+    public static ImageDataset Read(
+        string imagesPath,
+        string labelsPath,
+        IReadOnlyList<string>? classNames = null,
+        (int H, int W, int C)? rawShape = null,
+        int? classes = null
+    )
     {
         var labels = Npy.ReadLabels(labelsPath);
         var (store, h, w, c) = OpenImages(imagesPath, rawShape);
         try
         {
             if (store.Count != labels.Length)
-                throw new DataFormatException(imagesPath, $"{store.Count} images but {labelsPath} holds {labels.Length} labels");
-            int max = labels.Length == 0 ? 0 : labels.Max();
-            classNames ??= Enumerable.Range(0, Math.Max(max + 1, 2)).Select(i => i.ToString()).ToArray();
-            if (max >= classNames.Count)
-                throw new DataFormatException(labelsPath, $"label {max} is outside 0..{classNames.Count - 1}");
+                throw new DataFormatException(
+                    imagesPath,
+                    $"{store.Count} images but {labelsPath} holds {labels.Length} labels"
+                );
+            classNames = ClassNames.For(labels, labelsPath, classNames, classes);
             return new ImageDataset(imagesPath, store, labels, h, w, c, classNames);
         }
         catch
@@ -29,42 +35,66 @@ public static class NpyDataset
         }
     }
 
-    /// <summary>Images without labels (e.g. generator samples to pseudo-label): every label is 0 of one class "unlabeled".</summary>
+    /// <summary>Images without labels (e.g. generator samples to pseudo-label): every label is 0 of one class
+    /// "unlabeled".</summary>
     public static ImageDataset ReadUnlabeled(string imagesPath, (int H, int W, int C)? rawShape = null)
     {
         var (store, h, w, c) = OpenImages(imagesPath, rawShape);
         return new ImageDataset(imagesPath, store, new int[store.Count], h, w, c, ["unlabeled"]);
     }
 
-    /// <summary>Memory-maps a uint8 NHWC (or NHW) .npy, or a raw .bin of <paramref name="rawShape"/> images (default 32x32x3).</summary>
-    public static (IImageStore Store, int H, int W, int C) OpenImages(string imagesPath, (int H, int W, int C)? rawShape = null)
+    /// <summary>Memory-maps a uint8 NHWC (or NHW) .npy, or a raw .bin of <paramref name="rawShape"/> images (default
+    /// 32x32x3).</summary>
+    public static (IImageStore Store, int H, int W, int C) OpenImages(
+        string imagesPath,
+        (int H, int W, int C)? rawShape = null
+    )
     {
-        int h, w, c;
-        long count, offset;
+        int h,
+            w,
+            c;
+        long count,
+            offset;
         if (Path.GetExtension(imagesPath).Equals(".npy", StringComparison.OrdinalIgnoreCase))
         {
             var header = Npy.ReadHeader(imagesPath);
             if (Npy.Kind(header) != "u1")
                 throw new DataFormatException(imagesPath, $"images must be uint8 (dtype '{header.Descr}' found)");
             var s = header.Shape;
-            if (s.Length == 3) (h, w, c) = ((int)s[1], (int)s[2], 1);
-            else if (s.Length == 4) (h, w, c) = ((int)s[1], (int)s[2], (int)s[3]);
-            else throw new DataFormatException(imagesPath, $"images must have shape N x H x W x C, found ({string.Join(", ", s)})");
+            if (s.Length == 3)
+                (h, w, c) = ((int)s[1], (int)s[2], 1);
+            else if (s.Length == 4)
+                (h, w, c) = ((int)s[1], (int)s[2], (int)s[3]);
+            else
+                throw new DataFormatException(
+                    imagesPath,
+                    $"images must have shape N x H x W x C, found ({string.Join(", ", s)})"
+                );
             if (c is not (1 or 3))
-                throw new DataFormatException(imagesPath, $"last dimension {c} is not a channel count of 1 or 3 (images must be NHWC)");
+                throw new DataFormatException(
+                    imagesPath,
+                    $"last dimension {c} is not a channel count of 1 or 3 (images must be NHWC)"
+                );
             (count, offset) = (s[0], header.DataOffset);
         }
         else
         {
             (h, w, c) = rawShape ?? (32, 32, 3);
-            if (!File.Exists(imagesPath)) throw new DataFormatException(imagesPath, "file not found");
+            if (!File.Exists(imagesPath))
+                throw new DataFormatException(imagesPath, "file not found");
             long len = new FileInfo(imagesPath).Length;
             int per = h * w * c;
             if (len % per != 0)
-                throw new DataFormatException(imagesPath, $"size {len} bytes is not a multiple of {per} bytes per {h}x{w}x{c} image");
+                throw new DataFormatException(
+                    imagesPath,
+                    $"size {len} bytes is not a multiple of {per} bytes per {h}x{w}x{c} image"
+                );
             (count, offset) = (len / per, 0);
         }
-        IImageStore store = count == 0 ? new ArrayImageStore([], h * w * c) : new MappedImageStore(imagesPath, offset, count, h * w * c);
+        IImageStore store =
+            count == 0
+                ? new ArrayImageStore([], h * w * c)
+                : new MappedImageStore(imagesPath, offset, count, h * w * c);
         return (store, h, w, c);
     }
 
@@ -72,12 +102,17 @@ public static class NpyDataset
     public static void Write(ImageDataset data, string imagesPath, string? labelsPath)
     {
         var shape = new long[] { data.Count, data.Height, data.Width, data.Channels };
-        AtomicFile.Write(imagesPath, s =>
-        {
-            // header with the data streamed image by image: no copy of the whole set in memory
-            Npy.WriteTo(s, "|u1", shape, ReadOnlySpan<byte>.Empty);
-            for (int i = 0; i < data.Count; i++) s.Write(data.Image(i));
-        });
-        if (labelsPath is not null) Npy.WriteLabels(labelsPath, data.Labels);
+        AtomicFile.Write(
+            imagesPath,
+            s =>
+            {
+                // header with the data streamed image by image: no copy of the whole set in memory
+                Npy.WriteTo(s, "|u1", shape, ReadOnlySpan<byte>.Empty);
+                for (int i = 0; i < data.Count; i++)
+                    s.Write(data.Image(i));
+            }
+        );
+        if (labelsPath is not null)
+            Npy.WriteLabels(labelsPath, data.Labels);
     }
 }

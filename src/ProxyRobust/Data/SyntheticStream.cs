@@ -1,4 +1,5 @@
 using ProxyRobust.Core;
+
 namespace ProxyRobust.Data;
 
 /// <summary>
@@ -20,8 +21,12 @@ public sealed class SyntheticStream
 
     public SyntheticStream(ImageDataset data, int batchSize, AugmentOptions augment, int seed, float[]? scores = null)
     {
-        if (data.Count == 0) throw new DataFormatException(data.Source, "the synthetic store holds no images");
-        _data = data; _batchSize = batchSize; _augment = augment; _seed = seed;
+        if (data.Count == 0)
+            throw new DataFormatException(data.Source, "the synthetic store holds no images");
+        _data = data;
+        _batchSize = batchSize;
+        _augment = augment;
+        _seed = seed;
         if (scores is not null)
         {
             if (scores.Length != data.Count)
@@ -31,11 +36,15 @@ public sealed class SyntheticStream
             for (int i = 0; i < scores.Length; i++)
             {
                 if (!(scores[i] >= 0) || float.IsInfinity(scores[i]))
-                    throw new DataFormatException(data.Source, $"score {scores[i]} at index {i} is not a finite non-negative number");
+                    throw new DataFormatException(
+                        data.Source,
+                        $"score {scores[i]} at index {i} is not a finite non-negative number"
+                    );
                 sum += scores[i];
                 _cumulative[i] = sum;
             }
-            if (!(sum > 0)) throw new DataFormatException(data.Source, "all sampling scores are zero");
+            if (!(sum > 0))
+                throw new DataFormatException(data.Source, "all sampling scores are zero");
         }
     }
 
@@ -67,7 +76,8 @@ public sealed class SyntheticStream
             if (pass != _orderPass)
             {
                 _order ??= new int[n];
-                for (int j = 0; j < n; j++) _order[j] = j;
+                for (int j = 0; j < n; j++)
+                    _order[j] = j;
                 new Random(Seeds.Derive(_seed, pass, 0x5A5)).Shuffle(_order);
                 _orderPass = pass;
             }
@@ -86,7 +96,16 @@ public sealed class SyntheticStream
         {
             into.Labels[i] = _data.Labels[idx[i]];
             var (dy, dx, flip) = _augment.Draw(rng);
-            BatchSampler.WriteImage(_data.Image(idx[i]), into.Images.AsSpan(i * per, per), _data.Height, _data.Width, _data.Channels, dy, dx, flip);
+            BatchSampler.WriteImage(
+                _data.Image(idx[i]),
+                into.Images.AsSpan(i * per, per),
+                _data.Height,
+                _data.Width,
+                _data.Channels,
+                dy,
+                dx,
+                flip
+            );
         }
     }
 }

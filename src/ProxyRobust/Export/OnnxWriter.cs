@@ -9,7 +9,10 @@ namespace ProxyRobust.Export;
 /// </summary>
 public sealed class OnnxGraph
 {
-    private readonly List<byte[]> _nodes = [], _initializers = [], _inputs = [], _outputs = [];
+    private readonly List<byte[]> _nodes = [],
+        _initializers = [],
+        _inputs = [],
+        _outputs = [];
     private int _counter;
 
     public string Fresh(string hint) => $"{hint}_{_counter++}";
@@ -18,7 +21,8 @@ public sealed class OnnxGraph
     public string Initializer(string name, long[] dims, float[] values)
     {
         var w = new ProtoWriter();
-        foreach (var d in dims) w.Int64(1, d);
+        foreach (var d in dims)
+            w.Int64(1, d);
         w.Int64(2, 1); // data_type FLOAT
         w.String(8, name);
         var raw = new byte[values.Length * 4];
@@ -29,6 +33,7 @@ public sealed class OnnxGraph
     }
 
     public void Input(string name, long?[] dims) => _inputs.Add(ValueInfo(name, dims));
+
     public void Output(string name, long?[] dims) => _outputs.Add(ValueInfo(name, dims));
 
     private static byte[] ValueInfo(string name, long?[] dims)
@@ -37,7 +42,10 @@ public sealed class OnnxGraph
         foreach (var d in dims)
         {
             var dim = new ProtoWriter();
-            if (d is { } v) dim.Int64(1, v); else dim.String(2, "N");
+            if (d is { } v)
+                dim.Int64(1, v);
+            else
+                dim.String(2, "N");
             shape.Message(1, dim);
         }
         var tensorType = new ProtoWriter();
@@ -52,11 +60,17 @@ public sealed class OnnxGraph
     }
 
     /// <summary>Adds a node; attributes are int, long[] or float. Returns the (single) output name.</summary>
-    public string Node(string op, string[] inputs, string? output = null, params (string Name, object Value)[] attributes)
+    public string Node(
+        string op,
+        string[] inputs,
+        string? output = null,
+        params (string Name, object Value)[] attributes
+    )
     {
         output ??= Fresh(op.ToLowerInvariant());
         var n = new ProtoWriter();
-        foreach (var i in inputs) n.String(1, i);
+        foreach (var i in inputs)
+            n.String(1, i);
         n.String(2, output);
         n.String(3, Fresh(op));
         n.String(4, op);
@@ -66,10 +80,21 @@ public sealed class OnnxGraph
             a.String(1, name);
             switch (value)
             {
-                case float f: a.Float(2, f); a.Int64(20, 1); break;         // FLOAT
-                case int i: a.Int64(3, i); a.Int64(20, 2); break;           // INT
-                case long[] ints: foreach (var v in ints) a.Int64(8, v); a.Int64(20, 7); break; // INTS
-                default: throw new ArgumentException($"unsupported attribute type {value.GetType()}");
+                case float f:
+                    a.Float(2, f);
+                    a.Int64(20, 1);
+                    break; // FLOAT
+                case int i:
+                    a.Int64(3, i);
+                    a.Int64(20, 2);
+                    break; // INT
+                case long[] ints:
+                    foreach (var v in ints)
+                        a.Int64(8, v);
+                    a.Int64(20, 7);
+                    break; // INTS
+                default:
+                    throw new ArgumentException($"unsupported attribute type {value.GetType()}");
             }
             n.Message(5, a);
         }
@@ -80,11 +105,15 @@ public sealed class OnnxGraph
     public byte[] ToModel(string graphName, int opset = 13)
     {
         var g = new ProtoWriter();
-        foreach (var n in _nodes) g.Bytes(1, n);
+        foreach (var n in _nodes)
+            g.Bytes(1, n);
         g.String(2, graphName);
-        foreach (var t in _initializers) g.Bytes(5, t);
-        foreach (var i in _inputs) g.Bytes(11, i);
-        foreach (var o in _outputs) g.Bytes(12, o);
+        foreach (var t in _initializers)
+            g.Bytes(5, t);
+        foreach (var i in _inputs)
+            g.Bytes(11, i);
+        foreach (var o in _outputs)
+            g.Bytes(12, o);
         var opsetId = new ProtoWriter();
         opsetId.String(1, "");
         opsetId.Int64(2, opset);
@@ -97,24 +126,42 @@ public sealed class OnnxGraph
     }
 }
 
-/// <summary>Protobuf wire format: tag = field &lt;&lt; 3 | wire type; varint (0), 32-bit (5), length-delimited (2).</summary>
+/// <summary>Protobuf wire format: tag = field &lt;&lt; 3 | wire type; varint (0), 32-bit (5), length-delimited
+/// (2).</summary>
 internal sealed class ProtoWriter
 {
     private readonly MemoryStream _s = new();
 
     private void Varint(ulong v)
     {
-        while (v >= 0x80) { _s.WriteByte((byte)(v | 0x80)); v >>= 7; }
+        while (v >= 0x80)
+        {
+            _s.WriteByte((byte)(v | 0x80));
+            v >>= 7;
+        }
         _s.WriteByte((byte)v);
     }
 
     private void Tag(int field, int wire) => Varint((ulong)((field << 3) | wire));
 
-    public void Int64(int field, long v) { Tag(field, 0); Varint(unchecked((ulong)v)); }
+    public void Int64(int field, long v)
+    {
+        Tag(field, 0);
+        Varint(unchecked((ulong)v));
+    }
 
-    public void Float(int field, float v) { Tag(field, 5); _s.Write(BitConverter.GetBytes(v)); }
+    public void Float(int field, float v)
+    {
+        Tag(field, 5);
+        _s.Write(BitConverter.GetBytes(v));
+    }
 
-    public void Bytes(int field, byte[] b) { Tag(field, 2); Varint((ulong)b.Length); _s.Write(b); }
+    public void Bytes(int field, byte[] b)
+    {
+        Tag(field, 2);
+        Varint((ulong)b.Length);
+        _s.Write(b);
+    }
 
     public void String(int field, string s) => Bytes(field, Encoding.UTF8.GetBytes(s));
 

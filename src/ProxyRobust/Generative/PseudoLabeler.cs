@@ -5,15 +5,24 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Generative;
 
-/// <summary>Labels unlabeled samples (e.g. from an unconditional generator) with a classifier, keeping its confidence.</summary>
+/// <summary>Labels unlabeled samples (e.g. from an unconditional generator) with a classifier, keeping its
+/// confidence.</summary>
 public static class PseudoLabeler
 {
     public sealed record Labels(int[] Predicted, float[] Confidence);
 
-    /// <summary>Predicted class and softmax probability of that class for every image, in batches, without gradients.</summary>
-    public static Labels Label(Classifier model, ImageDataset images, int batchSize, Device device, IProgress<(int Done, int Total)>? progress = null)
+    /// <summary>Predicted class and softmax probability of that class for every image, in batches, without
+    /// gradients.</summary>
+    public static Labels Label(
+        Classifier model,
+        ImageDataset images,
+        int batchSize,
+        Device device,
+        IProgress<(int Done, int Total)>? progress = null
+    )
     {
-        model.Spec.CheckAccepts(images.Source, images.Channels, images.Height, images.Width, images.NumClasses); // unlabeled images carry one pseudo-class, so in effect only the shape is checked
+        // unlabeled images carry one pseudo-class, so in effect only the shape is checked
+        model.Spec.CheckAccepts(images.Source, images.Channels, images.Height, images.Width, images.NumClasses);
         var predicted = new int[images.Count];
         var confidence = new float[images.Count];
         model.eval();

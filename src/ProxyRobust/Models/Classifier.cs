@@ -19,12 +19,14 @@ public sealed class Classifier : Module<Tensor, Tensor>
     /// <summary>
     /// True when activations and convolution weights are kept channels-last (NHWC strides behind the NCHW shape).
     /// oneDNN's convolutions then read and write them directly instead of reordering every input and output
-    /// between NCHW and its blocked layout (bench/RESULTS.md: PreAct ResNet-18 attack step -6 to -12%, training step -11%).
+    /// between NCHW and its blocked layout (bench/RESULTS.md: PreAct ResNet-18 attack step -6 to -12%, training step
+    /// -11%).
     /// Shapes, state-dict names and saved files are unchanged; only strides differ.
     /// </summary>
     public bool ChannelsLast { get; }
 
-    public Classifier(ArchSpec spec, Module<Tensor, Tensor> body, bool channelsLast = false) : base("Classifier")
+    public Classifier(ArchSpec spec, Module<Tensor, Tensor> body, bool channelsLast = false)
+        : base("Classifier")
     {
         Spec = spec;
         normalize = new Normalize(spec.Mean, spec.Std);
@@ -40,7 +42,8 @@ public sealed class Classifier : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var normalised = normalize.call(x);
-        if (!ChannelsLast) return net.call(normalised);
+        if (!ChannelsLast)
+            return net.call(normalised);
         using var channelsLast = ToChannelsLast(normalised);
         normalised.Dispose();
         return net.call(channelsLast);
@@ -60,7 +63,8 @@ public sealed class Normalize : Module<Tensor, Tensor>
     private readonly Tensor mean;
     private readonly Tensor std;
 
-    public Normalize(float[] mean, float[] std) : base("Normalize")
+    public Normalize(float[] mean, float[] std)
+        : base("Normalize")
     {
         this.mean = tensor(mean).reshape(1, mean.Length, 1, 1);
         this.std = tensor(std).reshape(1, std.Length, 1, 1);
@@ -74,10 +78,13 @@ public sealed class Normalize : Module<Tensor, Tensor>
 /// <summary>Two conv layers with max pooling and two linear layers: the fast model for 28x28 gray images.</summary>
 public sealed class SmallCnn : Module<Tensor, Tensor>
 {
-    private readonly Conv2d conv1, conv2;
-    private readonly Linear fc1, fc2;
+    private readonly Conv2d conv1,
+        conv2;
+    private readonly Linear fc1,
+        fc2;
 
-    public SmallCnn(int channels, int height, int width, int numClasses) : base("SmallCnn")
+    public SmallCnn(int channels, int height, int width, int numClasses)
+        : base("SmallCnn")
     {
         conv1 = Conv2d(channels, 32, 3, padding: 1);
         conv2 = Conv2d(32, 64, 3, padding: 1);
@@ -100,15 +107,20 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Pre-activation ResNet-18 (He et al. 2016), as used throughout the adversarial-training literature.</summary>
+/// <summary>Pre-activation ResNet-18 (He et al. 2016), as used throughout the adversarial-training
+/// literature.</summary>
 public sealed class PreActResNet18 : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv1;
-    private readonly Sequential layer1, layer2, layer3, layer4;
+    private readonly Sequential layer1,
+        layer2,
+        layer3,
+        layer4;
     private readonly BatchNorm2d bn;
     private readonly Linear linear;
 
-    public PreActResNet18(int channels, int numClasses) : base("PreActResNet18")
+    public PreActResNet18(int channels, int numClasses)
+        : base("PreActResNet18")
     {
         conv1 = Conv2d(channels, 64, 3, padding: 1, bias: false);
         int inPlanes = 64;
@@ -122,7 +134,10 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>
             }
             return Sequential(blocks);
         }
-        layer1 = Layer(64, 1); layer2 = Layer(128, 2); layer3 = Layer(256, 2); layer4 = Layer(512, 2);
+        layer1 = Layer(64, 1);
+        layer2 = Layer(128, 2);
+        layer3 = Layer(256, 2);
+        layer4 = Layer(512, 2);
         bn = BatchNorm2d(512);
         linear = Linear(512, numClasses);
         RegisterComponents();
@@ -137,18 +152,20 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>
-/// Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut; when the shape changes, a 1x1
-/// projection of the activated input. The same block serves PreAct ResNet (shortcut named "shortcut", as in Rice et al.)
-/// and WideResNet (named "convShortcut", as in the TRADES/RobustBench code), so state-dict names match theirs.
+/// <summary> Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut; when the shape changes, a
+/// 1x1 projection of the activated input. The same block serves PreAct ResNet (shortcut named "shortcut", as in Rice et
+/// al.) and WideResNet (named "convShortcut", as in the TRADES/RobustBench code), so state-dict names match theirs.
 /// </summary>
 public sealed class PreActBlock : Module<Tensor, Tensor>
 {
-    private readonly BatchNorm2d bn1, bn2;
-    private readonly Conv2d conv1, conv2;
+    private readonly BatchNorm2d bn1,
+        bn2;
+    private readonly Conv2d conv1,
+        conv2;
     private readonly Conv2d? projection;
 
-    public PreActBlock(int inPlanes, int planes, int stride, string shortcutName = "shortcut") : base("PreActBlock")
+    public PreActBlock(int inPlanes, int planes, int stride, string shortcutName = "shortcut")
+        : base("PreActBlock")
     {
         bn1 = BatchNorm2d(inPlanes);
         conv1 = Conv2d(inPlanes, planes, 3, stride: stride, padding: 1, bias: false);
@@ -172,22 +189,36 @@ public sealed class PreActBlock : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>WideResNet-depth-widen (Zagoruyko &amp; Komodakis 2016), the pre-activation variant of TRADES/robustness code.</summary>
+/// <summary>WideResNet-depth-widen (Zagoruyko &amp; Komodakis 2016), the pre-activation variant of TRADES/robustness
+/// code.</summary>
 public sealed class WideResNet : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv1;
-    private readonly Sequential block1, block2, block3;
+    private readonly Sequential block1,
+        block2,
+        block3;
     private readonly BatchNorm2d bn1;
     private readonly Linear fc;
 
-    public WideResNet(int depth, int widen, int channels, int numClasses) : base("WideResNet")
+    public WideResNet(int depth, int widen, int channels, int numClasses)
+        : base("WideResNet")
     {
         int n = (depth - 4) / 6;
         int[] widths = [16, 16 * widen, 32 * widen, 64 * widen];
         conv1 = Conv2d(channels, widths[0], 3, padding: 1, bias: false);
         Sequential Group(int inW, int outW, int stride) =>
-            Sequential(Enumerable.Range(0, n).Select(i =>
-                (i.ToString(), (Module<Tensor, Tensor>)new PreActBlock(i == 0 ? inW : outW, outW, i == 0 ? stride : 1, "convShortcut"))).ToList());
+            Sequential(
+                Enumerable
+                    .Range(0, n)
+                    .Select(i =>
+                        (
+                            i.ToString(),
+                            (Module<Tensor, Tensor>)
+                                new PreActBlock(i == 0 ? inW : outW, outW, i == 0 ? stride : 1, "convShortcut")
+                        )
+                    )
+                    .ToList()
+            );
         block1 = Group(widths[0], widths[1], 1);
         block2 = Group(widths[1], widths[2], 2);
         block3 = Group(widths[2], widths[3], 2);

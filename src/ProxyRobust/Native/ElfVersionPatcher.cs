@@ -20,7 +20,12 @@ public static class ElfVersionPatcher
     private const uint ShtGnuVerneed = 0x6ffffffe;
     private const ushort VerFlagWeak = 0x2;
 
-    public enum Outcome { Patched, AlreadyWeak, VersionNotRequired }
+    public enum Outcome
+    {
+        Patched,
+        AlreadyWeak,
+        VersionNotRequired,
+    }
 
     /// <summary>Patches <paramref name="path"/> in place (write to a temp file, then rename).</summary>
     public static Outcome MakeVersionWeak(string path, string versionName)
@@ -42,9 +47,11 @@ public static class ElfVersionPatcher
     public static Outcome MakeVersionWeak(byte[] elf, string versionName, string name = "<memory>")
     {
         var offset = FindVernauxFlagsOffset(elf, versionName, name);
-        if (offset < 0) return Outcome.VersionNotRequired;
+        if (offset < 0)
+            return Outcome.VersionNotRequired;
         var flags = BinaryPrimitives.ReadUInt16LittleEndian(elf.AsSpan(offset));
-        if ((flags & VerFlagWeak) != 0) return Outcome.AlreadyWeak;
+        if ((flags & VerFlagWeak) != 0)
+            return Outcome.AlreadyWeak;
         BinaryPrimitives.WriteUInt16LittleEndian(elf.AsSpan(offset), (ushort)(flags | VerFlagWeak));
         return Outcome.Patched;
     }
@@ -67,7 +74,8 @@ public static class ElfVersionPatcher
         for (int i = 0; i < shnum; i++)
         {
             var sh = s.Slice((int)(shoff + (long)i * shentsize), shentsize);
-            if (BinaryPrimitives.ReadUInt32LittleEndian(sh[4..]) != ShtGnuVerneed) continue;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(sh[4..]) != ShtGnuVerneed)
+                continue;
             long secOff = BinaryPrimitives.ReadInt64LittleEndian(sh[0x18..]);
             long secSize = BinaryPrimitives.ReadInt64LittleEndian(sh[0x20..]);
             int strIndex = (int)BinaryPrimitives.ReadUInt32LittleEndian(sh[0x28..]);
@@ -91,11 +99,13 @@ public static class ElfVersionPatcher
                 {
                     // Elf64_Vernaux: vna_hash u32, vna_flags u16, vna_other u16, vna_name u32, vna_next u32
                     int nameOff = (int)BinaryPrimitives.ReadUInt32LittleEndian(s[(int)(aux + 8)..]);
-                    if (ReadCString(strtab, nameOff) == versionName) return (int)(aux + 4);
+                    if (ReadCString(strtab, nameOff) == versionName)
+                        return (int)(aux + 4);
                     aux += BinaryPrimitives.ReadUInt32LittleEndian(s[(int)(aux + 12)..]);
                 }
                 uint next = BinaryPrimitives.ReadUInt32LittleEndian(s[(int)(need + 12)..]);
-                if (next == 0) break;
+                if (next == 0)
+                    break;
                 need += next;
             }
         }
@@ -104,7 +114,8 @@ public static class ElfVersionPatcher
 
     private static string ReadCString(ReadOnlySpan<byte> table, int offset)
     {
-        if ((uint)offset >= (uint)table.Length) return "";
+        if ((uint)offset >= (uint)table.Length)
+            return "";
         var rest = table[offset..];
         int end = rest.IndexOf((byte)0);
         return Encoding.ASCII.GetString(end < 0 ? rest : rest[..end]);
@@ -114,16 +125,26 @@ public static class ElfVersionPatcher
     public static bool HostLibStdCxxHas(string versionName)
     {
         var lib = FindHostLibStdCxx();
-        if (lib is null) return true; // nothing to compare against (not Linux/glibc): leave files alone
+        if (lib is null)
+            return true; // nothing to compare against (not Linux/glibc): leave files alone
         var needle = Encoding.ASCII.GetBytes(versionName + "\0");
         return File.ReadAllBytes(lib).AsSpan().IndexOf(needle) >= 0;
     }
 
     public static string? FindHostLibStdCxx()
     {
-        if (!OperatingSystem.IsLinux()) return null;
-        string[] dirs = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/x86_64-linux-gnu",
-                         "/usr/lib64", "/usr/lib", "/lib64", "/lib"];
+        if (!OperatingSystem.IsLinux())
+            return null;
+        string[] dirs =
+        [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+            "/usr/lib",
+            "/lib64",
+            "/lib",
+        ];
         return dirs.Select(d => Path.Combine(d, "libstdc++.so.6")).FirstOrDefault(File.Exists);
     }
 
@@ -134,7 +155,8 @@ public static class ElfVersionPatcher
     public static IReadOnlyList<string> PatchFolderIfHostNeeds(string folder)
     {
         var report = new List<string>();
-        if (!Directory.Exists(folder)) return report;
+        if (!Directory.Exists(folder))
+            return report;
         if (HostLibStdCxxHas(LibTorchSharpRequiredVersion))
         {
             report.Add($"host libstdc++ defines {LibTorchSharpRequiredVersion}: nothing to patch");

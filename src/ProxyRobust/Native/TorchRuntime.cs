@@ -45,20 +45,25 @@ public static class TorchRuntime
     {
         var all = string.Join(" ", Chain(e).Select(x => x.Message));
         var why = all.Contains("GLIBCXX", StringComparison.Ordinal)
-            ? $"this system's libstdc++ lacks {ElfVersionPatcher.LibTorchSharpRequiredVersion} and the copy of libLibTorchSharp.so in {folder} could not be patched (is the folder writable?); rebuild with 'dotnet build' or install libstdc++ from GCC 13 or newer"
-            : $"libtorch could not be loaded from {folder} ({FirstLine(e)}); run 'dotnet restore' and 'dotnet build' so that the TorchSharp-cpu native libraries are copied next to the program";
+            ? $"this system's libstdc++ lacks {ElfVersionPatcher.LibTorchSharpRequiredVersion} and the copy of "
+                + $"libLibTorchSharp.so in {folder} could not be patched (is the folder writable?); rebuild with "
+                + $"'dotnet build' or install libstdc++ from GCC 13 or newer"
+            : $"libtorch could not be loaded from {folder} ({FirstLine(e)}); run 'dotnet restore' and 'dotnet "
+                + $"build' so that the TorchSharp-cpu native libraries are copied next to the program";
         return $"Cannot start libtorch: {why}.";
     }
 
     private static IEnumerable<Exception> Chain(Exception e)
     {
-        for (Exception? x = e; x is not null; x = x.InnerException) yield return x;
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            yield return x;
     }
 
     private static string FirstLine(Exception e)
     {
         var inner = e;
-        while (inner.InnerException is not null) inner = inner.InnerException;
+        while (inner.InnerException is not null)
+            inner = inner.InnerException;
         return inner.Message.Split('\n')[0].Trim();
     }
 }

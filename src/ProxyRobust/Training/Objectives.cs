@@ -10,18 +10,19 @@ public interface ITrainingObjective
 {
     string Name { get; }
 
-    /// <summary>
-    /// Loss to minimise (scalar, differentiable w.r.t. the weights) and the logits it was computed from (adversarial logits
-    /// for adversarial training). <paramref name="weights"/> holds one non-negative weight per example, summing to 1: it
-    /// is how real and synthetic examples are balanced (PORT's gamma).
-    /// </summary>
+    /// <summary> Loss to minimise (scalar, differentiable w.r.t. the weights) and the logits it was computed from
+    /// (adversarial logits for adversarial training). <paramref name="weights"/> holds one non-negative weight per
+    /// example, summing to 1: it is how real and synthetic examples are balanced (PORT's gamma). </summary>
     (Tensor Loss, Tensor Logits) Loss(Classifier model, Tensor images, Tensor labels, Tensor weights);
 }
 
 internal static class WeightedLoss
 {
     public static Tensor CrossEntropy(Tensor logits, Tensor labels, Tensor weights, double labelSmoothing = 0) =>
-        (nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.None, label_smoothing: labelSmoothing) * weights).sum();
+        (
+            nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.None, label_smoothing: labelSmoothing)
+            * weights
+        ).sum();
 }
 
 /// <summary>Standard (clean) training: cross-entropy, optionally with label smoothing.</summary>
@@ -73,8 +74,12 @@ public sealed class TradesObjective(ThreatModel threat, int steps, double stepSi
             for (int t = 0; t < steps; t++)
             {
                 var input = a.detach().requires_grad_(true);
-                var kl = nn.functional.kl_div(nn.functional.log_softmax(model.call(input), 1), target,
-                                              reduction: nn.Reduction.Sum, log_target: false);
+                var kl = nn.functional.kl_div(
+                    nn.functional.log_softmax(model.call(input), 1),
+                    target,
+                    reduction: nn.Reduction.Sum,
+                    log_target: false
+                );
                 var grad = torch.autograd.grad([kl], [input])[0];
                 a = threat.Project(threat.Step(input.detach(), grad, stepSize), images);
             }
@@ -85,19 +90,28 @@ public sealed class TradesObjective(ThreatModel threat, int steps, double stepSi
     }
 
     /// <summary>
-    /// The TRADES loss (eq. 5) given the logits at x and at x': sum_i w_i [CE(f(x_i), y_i) + beta KL(f(x_i) || f(x'_i))].
-    /// TorchSharp's kl_div defaults to log_target = true (PyTorch's to false): the target here is probabilities, so say so.
+    /// The TRADES loss (eq. 5) given the logits at x and at x': sum_i w_i [CE(f(x_i), y_i) + beta KL(f(x_i) ||
+    /// f(x'_i))].
+    /// TorchSharp's kl_div defaults to log_target = true (PyTorch's to false): the target here is probabilities, so say
+    /// so.
     /// </summary>
     public static Tensor LossAt(Tensor naturalLogits, Tensor advLogits, Tensor labels, Tensor weights, double beta)
     {
         var naturalLoss = nn.functional.cross_entropy(naturalLogits, labels, reduction: nn.Reduction.None);
-        var robustLoss = nn.functional.kl_div(nn.functional.log_softmax(advLogits, 1), nn.functional.softmax(naturalLogits, 1),
-                                              reduction: nn.Reduction.None, log_target: false).sum(1);
+        var robustLoss = nn
+            .functional.kl_div(
+                nn.functional.log_softmax(advLogits, 1),
+                nn.functional.softmax(naturalLogits, 1),
+                reduction: nn.Reduction.None,
+                log_target: false
+            )
+            .sum(1);
         return ((naturalLoss + robustLoss * beta) * weights).sum();
     }
 }
 
-/// <summary>Gaussian data augmentation (Cohen et al. 2019): cross-entropy at x + sigma N(0, I), the base classifier of randomized smoothing.</summary>
+/// <summary>Gaussian data augmentation (Cohen et al. 2019): cross-entropy at x + sigma N(0, I), the base classifier of
+/// randomized smoothing.</summary>
 public sealed class GaussianNoiseObjective(double sigma) : ITrainingObjective
 {
     public string Name => $"gaussian (sigma {sigma})";

@@ -18,9 +18,14 @@ public sealed class Sgd : IDisposable
 
     public Sgd(nn.Module model, double momentum, double weightDecay, bool nesterov)
     {
-        Momentum = momentum; WeightDecay = weightDecay; Nesterov = nesterov;
-        _state = model.named_parameters().Where(p => p.parameter.requires_grad)
-            .Select(p => (p.name, p.parameter, zeros_like(p.parameter).DetachFromDisposeScope())).ToArray();
+        Momentum = momentum;
+        WeightDecay = weightDecay;
+        Nesterov = nesterov;
+        _state = model
+            .named_parameters()
+            .Where(p => p.parameter.requires_grad)
+            .Select(p => (p.name, p.parameter, zeros_like(p.parameter).DetachFromDisposeScope()))
+            .ToArray();
     }
 
     public void Step(double lr)
@@ -30,7 +35,8 @@ public sealed class Sgd : IDisposable
         foreach (var (_, p, m) in _state)
         {
             var grad = p.grad;
-            if (grad is null) continue;
+            if (grad is null)
+                continue;
             var g = WeightDecay != 0 ? grad.add(p, WeightDecay) : grad;
             m.mul_(Momentum).add_(g);
             p.add_(Nesterov ? g.add(m, Momentum) : m, -lr);
@@ -42,16 +48,19 @@ public sealed class Sgd : IDisposable
 
     public void Dispose()
     {
-        foreach (var s in _state) s.Momentum.Dispose();
+        foreach (var s in _state)
+            s.Momentum.Dispose();
     }
 }
 
-/// <summary>Per-iteration learning rate: linear warm-up from 0, then cosine decay to 0 (as in the paper's code).</summary>
+/// <summary>Per-iteration learning rate: linear warm-up from 0, then cosine decay to 0 (as in the paper's
+/// code).</summary>
 public sealed record CosineSchedule(double BaseLr, long TotalSteps, long WarmupSteps)
 {
     public double At(long step)
     {
-        if (WarmupSteps > 0 && step < WarmupSteps) return BaseLr * (step + 1) / WarmupSteps;
+        if (WarmupSteps > 0 && step < WarmupSteps)
+            return BaseLr * (step + 1) / WarmupSteps;
         long span = Math.Max(1, TotalSteps - WarmupSteps);
         double t = Math.Clamp((double)(step - WarmupSteps) / span, 0, 1);
         return 0.5 * BaseLr * (1 + Math.Cos(Math.PI * t));
@@ -68,8 +77,10 @@ public sealed class WeightAverage(nn.Module source, nn.Module average, double de
     {
         using var noGrad = no_grad();
         var src = source.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        foreach (var (name, p) in average.named_parameters()) p.mul_(decay).add_(src[name], 1 - decay);
+        foreach (var (name, p) in average.named_parameters())
+            p.mul_(decay).add_(src[name], 1 - decay);
         var srcBuffers = source.named_buffers().ToDictionary(b => b.name, b => b.buffer);
-        foreach (var (name, b) in average.named_buffers()) b.copy_(srcBuffers[name]);
+        foreach (var (name, b) in average.named_buffers())
+            b.copy_(srcBuffers[name]);
     }
 }

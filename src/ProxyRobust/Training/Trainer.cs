@@ -1,15 +1,16 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using ProxyRobust.Core;
 
 namespace ProxyRobust.Training;
 
-/// <summary>Hyper-parameters of one training run. Defaults follow the paper's code (SGD 0.1, momentum 0.9, wd 5e-4, cosine).</summary>
+/// <summary>Hyper-parameters of one training run. Defaults follow the paper's code (SGD 0.1, momentum 0.9, wd 5e-4,
+/// cosine).</summary>
 public sealed record TrainOptions
 {
     public int Epochs { get; init; } = 10;
@@ -20,17 +21,27 @@ public sealed record TrainOptions
     public bool Nesterov { get; init; }
     public double WarmupEpochs { get; init; }
     public double LabelSmoothing { get; init; }
+
     /// <summary>EMA decay of the weights, or null for no EMA.</summary>
     public double? EmaDecay { get; init; }
     public int Seed { get; init; }
     public AugmentOptions Augment { get; init; } = AugmentOptions.None;
+
     /// <summary>Save a resumable checkpoint every this many optimizer steps (and at every epoch end).</summary>
     public int CheckpointEverySteps { get; init; } = 200;
     public string Device { get; init; } = "cpu";
 }
 
-public sealed record TrainProgress(int Epoch, int Epochs, long Step, long TotalSteps, double Loss, double Accuracy,
-                                   double ImagesPerSecond, double LearningRate);
+public sealed record TrainProgress(
+    int Epoch,
+    int Epochs,
+    long Step,
+    long TotalSteps,
+    double Loss,
+    double Accuracy,
+    double ImagesPerSecond,
+    double LearningRate
+);
 
 /// <summary>Accuracy on the validation set after an epoch: clean, and robust when an attack is configured.</summary>
 public sealed record Validation(double Clean, double? Robust)
@@ -39,15 +50,24 @@ public sealed record Validation(double Clean, double? Robust)
     public double Score => Robust ?? Clean;
 }
 
-public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double? ValClean, double? ValRobust, double Seconds);
+public sealed record EpochMetrics(
+    int Epoch,
+    double TrainLoss,
+    double TrainAccuracy,
+    double? ValClean,
+    double? ValRobust,
+    double Seconds
+);
 
-/// <summary>Proxy data mixed into every batch: the stream and gamma, the weight of the synthetic part of the loss.</summary>
+/// <summary>Proxy data mixed into every batch: the stream and gamma, the weight of the synthetic part of the
+/// loss.</summary>
 public sealed record SyntheticMix(SyntheticStream Stream, double Gamma);
 
 public sealed record TrainResult(string OutputDir, IReadOnlyList<EpochMetrics> History, int? BestEpoch, double Seconds);
 
 /// <summary>
-/// Runs a training loop with any <see cref="ITrainingObjective"/>: seeded batches (real, plus synthetic ones when mixing),
+/// Runs a training loop with any <see cref="ITrainingObjective"/>: seeded batches (real, plus synthetic ones when
+/// mixing),
 /// SGD with a per-iteration cosine schedule, optional EMA, a validation after every epoch with the best epoch kept
 /// (OUT/best.*), resumable checkpoints every few steps (OUT/last.*) and the final weights (OUT/final.*). With resume it
 /// continues from OUT/last.* and ends with the same weights as an uninterrupted run: the batch order and augmentation
@@ -59,12 +79,20 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
 
     /// <summary>
     /// Trains <paramref name="model"/>. When <paramref name="cancel"/> fires, the run saves OUT/last.* at the step it
-    /// reached and throws <see cref="OperationCanceledException"/>; resuming from there ends as an uninterrupted run would.
+    /// reached and throws <see cref="OperationCanceledException"/>; resuming from there ends as an uninterrupted run
+    /// would.
     /// </summary>
-    public TrainResult Run(Classifier model, ImageDataset train, string outputDir, bool resume,
-                           IProgress<TrainProgress>? progress = null, CancellationToken cancel = default,
-                           JsonObject? description = null, Func<Classifier, Validation>? validate = null,
-                           SyntheticMix? synthetic = null)
+    public TrainResult Run(
+        Classifier model,
+        ImageDataset train,
+        string outputDir,
+        bool resume,
+        IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default,
+        JsonObject? description = null,
+        Func<Classifier, Validation>? validate = null,
+        SyntheticMix? synthetic = null
+    )
     {
         var device = torch.device(options.Device);
         model.to(device);
@@ -72,22 +100,41 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
         var ema = emaModel is null ? null : new WeightAverage(model, emaModel, options.EmaDecay!.Value);
         using var sgd = new Sgd(model, options.Momentum, options.WeightDecay, options.Nesterov);
 
-        var sampler = new BatchSampler(train, options.BatchSize, shuffle: true, options.Augment, options.Seed, dropLast: false);
-        long stepsPerEpoch = sampler.BatchesPerEpoch, totalSteps = stepsPerEpoch * options.Epochs;
-        var schedule = new CosineSchedule(options.LearningRate, totalSteps, (long)Math.Round(options.WarmupEpochs * stepsPerEpoch));
+        var sampler = new BatchSampler(
+            train,
+            options.BatchSize,
+            shuffle: true,
+            options.Augment,
+            options.Seed,
+            dropLast: false
+        );
+        long stepsPerEpoch = sampler.BatchesPerEpoch,
+            totalSteps = stepsPerEpoch * options.Epochs;
+        var schedule = new CosineSchedule(
+            options.LearningRate,
+            totalSteps,
+            (long)Math.Round(options.WarmupEpochs * stepsPerEpoch)
+        );
         var synthBatch = synthetic?.Stream.NewBatch();
 
         var last = Path.Combine(outputDir, "last");
-        var state = resume && File.Exists(Checkpoint.JsonPath(last))
-            ? TrainingState.Restore(last, model, emaModel, sgd, options)
-            : new TrainingState();
+        var state =
+            resume && File.Exists(Checkpoint.JsonPath(last))
+                ? TrainingState.Restore(last, model, emaModel, sgd, options)
+                : new TrainingState();
         Directory.CreateDirectory(outputDir);
         var clock = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
         var rateClock = Stopwatch.StartNew();
         long rateImages = 0;
-        void SaveLast() => Checkpoint.Save(last, model, emaModel, sgd,
-            state.ToRecord(objective.Name, options, state.SecondsBefore + clock.Elapsed.TotalSeconds, description));
+        void SaveLast() =>
+            Checkpoint.Save(
+                last,
+                model,
+                emaModel,
+                sgd,
+                state.ToRecord(objective.Name, options, state.SecondsBefore + clock.Elapsed.TotalSeconds, description)
+            );
         model.train();
 
         while (state.Step < totalSteps)
@@ -107,7 +154,8 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                 {
                     torch.manual_seed(Seeds.Derive(options.Seed, step, 0x57E9));
                     var (xr, yr) = batch.ToTensors(device);
-                    Tensor? xs = null, ys = null;
+                    Tensor? xs = null,
+                        ys = null;
                     if (synthetic is not null)
                     {
                         synthetic.Stream.Fill(step, synthBatch!);
@@ -121,14 +169,25 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                     ema?.Update();
                     float lossValue = loss.item<float>();
                     if (!float.IsFinite(lossValue))
-                        throw new InvalidOperationException($"training diverged at step {step} (loss {lossValue}); lower the learning rate");
+                        throw new InvalidOperationException(
+                            $"training diverged at step {step} (loss {lossValue}); lower the learning rate"
+                        );
                     state.AddBatch(lossValue, logits.argmax(1).eq(y).sum().item<long>(), y.shape[0]);
                     rateImages += y.shape[0];
                 }
                 state.Step++;
-                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, state.Step, totalSteps,
-                    state.EpochLoss / state.EpochSeen, (double)state.EpochCorrect / state.EpochSeen,
-                    rateImages / Math.Max(1e-9, rateClock.Elapsed.TotalSeconds), lr));
+                progress?.Report(
+                    new TrainProgress(
+                        epoch + 1,
+                        options.Epochs,
+                        state.Step,
+                        totalSteps,
+                        state.EpochLoss / state.EpochSeen,
+                        (double)state.EpochCorrect / state.EpochSeen,
+                        rateImages / Math.Max(1e-9, rateClock.Elapsed.TotalSeconds),
+                        lr
+                    )
+                );
                 bool epochEnd = state.Step % stepsPerEpoch == 0;
                 if (epochEnd)
                 {
@@ -143,13 +202,19 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                     }
                     epochClock.Restart();
                 }
-                if (epochEnd || state.Step % options.CheckpointEverySteps == 0) SaveLast();
+                if (epochEnd || state.Step % options.CheckpointEverySteps == 0)
+                    SaveLast();
             }
         }
 
         double seconds = state.SecondsBefore + clock.Elapsed.TotalSeconds;
-        Checkpoint.Save(Path.Combine(outputDir, "final"), model, emaModel, null,
-                        state.ToRecord(objective.Name, options, seconds, description));
+        Checkpoint.Save(
+            Path.Combine(outputDir, "final"),
+            model,
+            emaModel,
+            null,
+            state.ToRecord(objective.Name, options, seconds, description)
+        );
         return new TrainResult(outputDir, state.History, state.BestEpoch, seconds);
     }
 

@@ -30,17 +30,26 @@ public sealed class TrainingState
 
     public EpochMetrics EndEpoch(int epoch, Validation? validation, double seconds)
     {
-        var metrics = new EpochMetrics(epoch, EpochLoss / EpochSeen, (double)EpochCorrect / EpochSeen,
-                                       validation?.Clean, validation?.Robust, seconds);
+        var metrics = new EpochMetrics(
+            epoch,
+            EpochLoss / EpochSeen,
+            (double)EpochCorrect / EpochSeen,
+            validation?.Clean,
+            validation?.Robust,
+            seconds
+        );
         History.Add(metrics);
-        EpochLoss = 0; EpochCorrect = 0; EpochSeen = 0;
+        EpochLoss = 0;
+        EpochCorrect = 0;
+        EpochSeen = 0;
         return metrics;
     }
 
     /// <summary>Whether <paramref name="validation"/> is the best so far (then it becomes the best).</summary>
     public bool IsNewBest(Validation? validation, int epoch)
     {
-        if (validation is null || (BestScore is not null && validation.Score <= BestScore)) return false;
+        if (validation is null || (BestScore is not null && validation.Score <= BestScore))
+            return false;
         BestScore = validation.Score;
         BestEpoch = epoch;
         return true;
@@ -54,7 +63,12 @@ public sealed class TrainingState
         run["options"] = JsonFiles.ToNode(options);
         run["step"] = Step;
         run["seconds"] = secondsSoFar;
-        run["epochPartial"] = new JsonObject { ["loss"] = EpochLoss, ["correct"] = EpochCorrect, ["seen"] = EpochSeen };
+        run["epochPartial"] = new JsonObject
+        {
+            ["loss"] = EpochLoss,
+            ["correct"] = EpochCorrect,
+            ["seen"] = EpochSeen,
+        };
         run["bestScore"] = BestScore;
         run["bestEpoch"] = BestEpoch;
         run["history"] = JsonFiles.ToNode(History);
@@ -70,25 +84,43 @@ public sealed class TrainingState
         var run = Checkpoint.ReadRun(stem);
         var spec = Checkpoint.ReadArch(run, stem);
         if (!spec.Equals(model.Spec))
-            throw new CheckpointException(Checkpoint.JsonPath(stem), $"was written for {spec}, this run trains {model.Spec}");
+            throw new CheckpointException(
+                Checkpoint.JsonPath(stem),
+                $"was written for {spec}, this run trains {model.Spec}"
+            );
         var saved = JsonFiles.FromNode<TrainOptions>(run["options"]);
-        if (saved is not null && saved with { CheckpointEverySteps = 0, Device = "" }
-                              != options with { CheckpointEverySteps = 0, Device = "" })
-            throw new CheckpointException(Checkpoint.JsonPath(stem),
-                "was written with different training options; resume with the same options or start a new output folder");
+        if (
+            saved is not null
+            && saved with
+            {
+                CheckpointEverySteps = 0,
+                Device = "",
+            } != options with { CheckpointEverySteps = 0, Device = "" }
+        )
+            throw new CheckpointException(
+                Checkpoint.JsonPath(stem),
+                "was written with different training options; resume with the same options or start a new output folder"
+            );
         var tensors = Checkpoint.ReadTensors(stem, run);
         try
         {
             Checkpoint.LoadInto(model, tensors, "", Checkpoint.WeightsPath(stem));
-            if (ema is not null) Checkpoint.LoadInto(ema, tensors, Checkpoint.EmaPrefix, Checkpoint.WeightsPath(stem));
+            if (ema is not null)
+                Checkpoint.LoadInto(ema, tensors, Checkpoint.EmaPrefix, Checkpoint.WeightsPath(stem));
             using var noGrad = no_grad();
             foreach (var (name, buffer) in sgd.Buffers())
-                if (tensors.TryGetValue(Checkpoint.MomentumPrefix + name, out var m)) buffer.copy_(m);
-                else throw new CheckpointException(Checkpoint.WeightsPath(stem), $"optimizer state for '{name}' is missing");
+                if (tensors.TryGetValue(Checkpoint.MomentumPrefix + name, out var m))
+                    buffer.copy_(m);
+                else
+                    throw new CheckpointException(
+                        Checkpoint.WeightsPath(stem),
+                        $"optimizer state for '{name}' is missing"
+                    );
         }
         finally
         {
-            foreach (var t in tensors.Values) t.Dispose();
+            foreach (var t in tensors.Values)
+                t.Dispose();
         }
         var partial = run["epochPartial"];
         return new TrainingState
