@@ -129,18 +129,35 @@ public static class CertifyRun
         );
         var mine = r.Label ?? Path.GetFileName(Path.GetFullPath(r.Checkpoint).TrimEnd('/'));
         Plots.CertifiedAccuracy(
-            new[] { ($"{mine} (sigma {s.Sigma})", summary.CertifiedAccuracy) }.Concat(others),
+            new[] { ($"{mine} (sigma {s.Sigma})", WithIntervals(summary.CertifiedAccuracy, summary.Points)) }.Concat(
+                others
+            ),
             r.PlotPath
         );
         return new CertifyOutcome(model.Spec.ToString(), summary, resumed, r);
     }
 
     /// <summary>The (radius, certified accuracy) curve of a summary JSON written by the certify verb.</summary>
-    public static IReadOnlyList<(double Radius, double Accuracy)> ReadCurve(string jsonPath)
+    public static IReadOnlyList<(double Radius, Estimate Accuracy)> ReadCurve(string jsonPath)
     {
         var record = JsonFiles.Read<CertificationRecord>(jsonPath);
         if (record.CertifiedAccuracy is null)
             throw new DataFormatException(jsonPath, "no 'certifiedAccuracy' array: not a certification summary");
-        return record.CertifiedAccuracy.Select(p => (p.Radius, p.Accuracy)).ToList();
+        return WithIntervals(record.CertifiedAccuracy.Select(p => (p.Radius, p.Accuracy)).ToList(), record.Points);
     }
+
+    /// <summary>Certified accuracies on <paramref name="points"/> points, each with its Wilson 95% interval.</summary>
+    public static IReadOnlyList<(double Radius, Estimate Accuracy)> WithIntervals(
+        IReadOnlyList<(double Radius, double Accuracy)> curve,
+        int points
+    ) =>
+        curve
+            .Select(c =>
+            {
+                if (points == 0)
+                    return (c.Radius, new Estimate(c.Accuracy));
+                var (low, high) = Stats.Wilson95((int)Math.Round(c.Accuracy * points), points);
+                return (c.Radius, new Estimate(c.Accuracy, low, high));
+            })
+            .ToList();
 }

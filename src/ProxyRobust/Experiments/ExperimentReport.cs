@@ -37,6 +37,30 @@ public static class ExperimentReport
 
     private static string Signed(double v) => $"{(v >= 0 ? "+" : "")}{F(v)}";
 
+    /// <summary>
+    /// A plotted accuracy (in %) with the Wilson 95% interval of the per-point outcomes behind it, pooled over the
+    /// cells
+    /// it averages (their seeds share the test points' count, so the pooled fraction is that average).
+    /// </summary>
+    private static Estimate WithInterval(double percent, IEnumerable<string?> hits)
+    {
+        var pooled = hits.Where(h => h is not null).SelectMany(h => Bits.Parse(h)).ToList();
+        if (pooled.Count == 0 || double.IsNaN(percent))
+            return new Estimate(percent);
+        var (low, high) = Stats.Wilson95(pooled.Count(h => h), pooled.Count);
+        return new Estimate(percent, 100 * low, 100 * high);
+    }
+
+    /// <summary>A fraction with the Wilson 95% interval of <paramref name="correct"/> of <paramref
+    /// name="total"/>.</summary>
+    private static Estimate WithInterval(double fraction, int correct, int total)
+    {
+        if (total == 0 || double.IsNaN(fraction))
+            return new Estimate(fraction);
+        var (low, high) = Stats.Wilson95(correct, total);
+        return new Estimate(fraction, low, high);
+    }
+
     /// <summary>A sweep cell's setting apart from its number of proxy images: cells with the same setting are
     /// compared.</summary>
     private static (int Real, double Gamma, double Eps, int Seed) Setting(CellRecord c) =>
@@ -153,25 +177,23 @@ public static class ExperimentReport
             "epoch",
             "robust accuracy (%)"
         );
-        var groups = new List<(string Group, IReadOnlyList<(string Series, double Value)> Bars)>();
+        var groups = new List<(string Group, IReadOnlyList<(string Series, Estimate Value)> Bars)>();
         foreach (
-            var (metric, get) in new (string, Func<CellEvaluation, double>)[]
+            var (metric, get, hits) in new (string, Func<CellEvaluation, double>, Func<CellEvaluation, string?>)[]
             {
-                ("clean", e => P(e.Clean)),
-                ("PGD-20", e => P(e.Pgd20)),
-                ("AutoAttack", e => e.AutoAttack is { } a ? P(a.Robust) : double.NaN),
+                ("clean", e => P(e.Clean), e => e.CleanHits),
+                ("PGD-20", e => P(e.Pgd20), e => e.Pgd20Hits),
+                ("AutoAttack", e => e.AutoAttack is { } a ? P(a.Robust) : double.NaN, e => e.AutoAttack?.Hits),
             }
         )
         {
-            var bars = new List<(string, double)>();
+            var bars = new List<(string, Estimate)>();
             foreach (var kind in new[] { "baseline", "PORT" })
             {
-                var vals = cells
-                    .Where(c => Model(c) == kind)
-                    .Select(c => get(c.Evaluation))
-                    .Where(v => !double.IsNaN(v))
-                    .ToList();
-                bars.Add((kind, vals.Count == 0 ? double.NaN : vals.Average()));
+                var of = cells.Where(c => Model(c) == kind).ToList();
+                var vals = of.Select(c => get(c.Evaluation)).Where(v => !double.IsNaN(v)).ToList();
+                double mean = vals.Count == 0 ? double.NaN : vals.Average();
+                bars.Add((kind, WithInterval(mean, of.Select(c => hits(c.Evaluation)))));
             }
             groups.Add((metric, bars));
         }
@@ -179,7 +201,7 @@ public static class ExperimentReport
             groups,
             Path.Combine(root, "accuracy.png"),
             "Test accuracy: real data only vs PORT (mean over seeds)",
-            "accuracy (%)"
+            "accuracy (%, 95% interval over test points)"
         );
         sb.AppendLine("![Test accuracy](accuracy.png)").AppendLine();
         sb.AppendLine("![Validation robust accuracy](validation.png)").AppendLine();
@@ -243,7 +265,11 @@ public static class ExperimentReport
             cells.Select(c =>
                 (
                     $"{Model(c)} (seed {c.Parameters.Seed})",
-                    (IReadOnlyList<(double, double)>)grid.Select(r => (r, At(Radii(c), r) / 100)).ToList()
+                    (IReadOnlyList<(double, Estimate)>)
+                        grid.Select(r =>
+                                (r, WithInterval(At(Radii(c), r) / 100, Radii(c).Count(x => x >= r), Radii(c).Length))
+                            )
+                            .ToList()
                 )
             ),
             Path.Combine(root, "certified.png")
@@ -314,7 +340,10 @@ public static class ExperimentReport
         // named in the legend only when the sweep varies them.
         bool severalGammas = ordered.Select(c => c.Parameters.Gamma).Distinct().Count() > 1;
         bool severalEps = ordered.Select(c => c.Parameters.Eps).Distinct().Count() > 1;
-        IReadOnlyList<(string, IReadOnlyList<(double, double)>)> Series(Func<CellEvaluation, double> metric) =>
+        IReadOnlyList<(string, IReadOnlyList<(double, Estimate)>)> Series(
+            Func<CellEvaluation, double> metric,
+            Func<CellEvaluation, string?> hits
+        ) =>
             ordered
                 .GroupBy(c => (c.Parameters.Real, c.Parameters.Gamma, c.Parameters.Eps))
                 .Select(g =>
@@ -322,16 +351,24 @@ public static class ExperimentReport
                         $"{g.Key.Real} real"
                             + (severalGammas ? $", gamma {g.Key.Gamma}" : "")
                             + (severalEps ? $", eps {g.Key.Eps}" : ""),
-                        (IReadOnlyList<(double, double)>)
+                        (IReadOnlyList<(double, Estimate)>)
                             g.GroupBy(c => c.Parameters.Synthetic)
                                 .OrderBy(s => s.Key)
-                                .Select(s => ((double)s.Key, s.Average(c => metric(c.Evaluation))))
+                                .Select(s =>
+                                    (
+                                        (double)s.Key,
+                                        WithInterval(
+                                            s.Average(c => metric(c.Evaluation)),
+                                            s.Select(c => hits(c.Evaluation))
+                                        )
+                                    )
+                                )
                                 .ToList()
                     )
                 )
                 .ToList();
-        var robust = Series(e => P(e.Pgd20));
-        var clean = Series(e => P(e.Clean));
+        var robust = Series(e => P(e.Pgd20), e => e.Pgd20Hits);
+        var clean = Series(e => P(e.Clean), e => e.CleanHits);
         Plots.AgainstImageCount(
             robust,
             Path.Combine(root, "robust-vs-proxy.png"),
@@ -347,7 +384,11 @@ public static class ExperimentReport
         Plots.Tradeoff(
             ordered
                 .Select(c =>
-                    ($"{c.Parameters.Real}r+{c.Parameters.Synthetic}p", P(c.Evaluation.Clean), P(c.Evaluation.Pgd20))
+                    (
+                        $"{c.Parameters.Real}r+{c.Parameters.Synthetic}p",
+                        WithInterval(P(c.Evaluation.Clean), [c.Evaluation.CleanHits]),
+                        WithInterval(P(c.Evaluation.Pgd20), [c.Evaluation.Pgd20Hits])
+                    )
                 )
                 .ToList(),
             Path.Combine(root, "tradeoff.png")

@@ -2,12 +2,25 @@ using ProxyRobust.Core;
 
 namespace ProxyRobust.Reporting;
 
-/// <summary>PNG plots for people (ScottPlot); every plot has labelled axes, a title and a legend.</summary>
+/// <summary>A measured value with its 95% interval (Low and High NaN when there is none), in the plot's
+/// units.</summary>
+public sealed record Estimate(double Value, double Low = double.NaN, double High = double.NaN)
+{
+    public Estimate Scaled(double factor) => new(Value * factor, Low * factor, High * factor);
+
+    public bool HasInterval => !double.IsNaN(Low) && !double.IsNaN(High);
+}
+
+/// <summary>
+/// PNG plots for people (ScottPlot); every plot has labelled axes, a title and a legend, and accuracies carry their 95%
+/// intervals as error bars (computed by the caller: plots render, they do not compute).
+/// </summary>
 public static class Plots
 {
-    /// <summary>Certified accuracy against l-2 radius, one line per model (Cohen et al.'s standard figure).</summary>
+    /// <summary>Certified accuracy (a fraction) against l-2 radius, one line per model (Cohen et al.'s standard
+    /// figure).</summary>
     public static void CertifiedAccuracy(
-        IEnumerable<(string Label, IReadOnlyList<(double Radius, double Accuracy)> Curve)> models,
+        IEnumerable<(string Label, IReadOnlyList<(double Radius, Estimate Accuracy)> Curve)> models,
         string path,
         string title = "Certified accuracy (randomized smoothing)"
     )
@@ -16,18 +29,21 @@ public static class Plots
         AddLines(
             plot,
             models.Select(m =>
-                (m.Label, (IReadOnlyList<(double, double)>)m.Curve.Select(c => (c.Radius, 100 * c.Accuracy)).ToList())
+                (
+                    m.Label,
+                    (IReadOnlyList<(double, Estimate)>)m.Curve.Select(c => (c.Radius, c.Accuracy.Scaled(100))).ToList()
+                )
             ),
             markerSize: 5
         );
         plot.Axes.SetLimitsY(0, 100);
-        Finish(plot, title, "l2 radius", "certified accuracy (%)", ScottPlot.Alignment.UpperRight, path);
+        Finish(plot, title, "l2 radius", "certified accuracy (%, 95% interval)", ScottPlot.Alignment.UpperRight, path);
     }
 
     private static void Save(ScottPlot.Plot plot, string path, int width = 800, int height = 500) =>
         AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png));
 
-    /// <summary>Lines (x, y) per series, e.g. validation accuracy per epoch.</summary>
+    /// <summary>Lines (x, y) per series, e.g. validation accuracy per epoch (a trace: no intervals).</summary>
     public static void Lines(
         IEnumerable<(string Label, IReadOnlyList<(double X, double Y)> Points)> series,
         string path,
@@ -37,24 +53,63 @@ public static class Plots
     )
     {
         var plot = new ScottPlot.Plot();
-        AddLines(plot, series.Where(s => s.Points.Count > 0), markerSize: 0);
+        AddLines(
+            plot,
+            series
+                .Where(s => s.Points.Count > 0)
+                .Select(s =>
+                    (
+                        s.Label,
+                        (IReadOnlyList<(double, Estimate)>)s.Points.Select(p => (p.X, new Estimate(p.Y))).ToList()
+                    )
+                ),
+            markerSize: 0
+        );
         plot.Axes.SetLimitsY(0, 100);
         Finish(plot, title, xLabel, yLabel, ScottPlot.Alignment.LowerRight, path);
     }
 
     private static void AddLines(
         ScottPlot.Plot plot,
-        IEnumerable<(string Label, IReadOnlyList<(double X, double Y)> Points)> series,
+        IEnumerable<(string Label, IReadOnlyList<(double X, Estimate Y)> Points)> series,
         float markerSize
     )
     {
         foreach (var (label, points) in series)
         {
-            var line = plot.Add.Scatter(points.Select(p => p.X).ToArray(), points.Select(p => p.Y).ToArray());
+            var xs = points.Select(p => p.X).ToArray();
+            var line = plot.Add.Scatter(xs, points.Select(p => p.Y.Value).ToArray());
             line.LegendText = label;
             line.LineWidth = 2;
             line.MarkerSize = markerSize;
+            AddErrorBars(plot, xs, points.Select(p => p.Y).ToList(), line.Color);
         }
+    }
+
+    /// <summary>Vertical 95% error bars at <paramref name="xs"/> for the estimates that have an interval.</summary>
+    private static void AddErrorBars(
+        ScottPlot.Plot plot,
+        IReadOnlyList<double> xs,
+        IReadOnlyList<Estimate> ys,
+        ScottPlot.Color color
+    )
+    {
+        var withInterval = Enumerable.Range(0, xs.Count).Where(i => ys[i].HasInterval).ToList();
+        if (withInterval.Count == 0)
+            return;
+        var bars = new ScottPlot.Plottables.ErrorBar(
+            withInterval.Select(i => xs[i]).ToList(),
+            withInterval.Select(i => ys[i].Value).ToList(),
+            null,
+            null,
+            withInterval.Select(i => ys[i].High - ys[i].Value).ToList(),
+            withInterval.Select(i => ys[i].Value - ys[i].Low).ToList()
+        )
+        {
+            Color = color,
+            LineWidth = 1.5f,
+        };
+        plot.Add.Plottable(bars);
     }
 
     private static void Finish(
@@ -73,9 +128,11 @@ public static class Plots
         Save(plot, path);
     }
 
-    /// <summary>Grouped bars with their values printed on top (one group per metric, one bar per model).</summary>
+    /// <summary>Grouped bars with their values printed on top and their 95% intervals (one group per metric, one bar
+    /// per
+    /// model).</summary>
     public static void GroupedBars(
-        IReadOnlyList<(string Group, IReadOnlyList<(string Series, double Value)> Bars)> groups,
+        IReadOnlyList<(string Group, IReadOnlyList<(string Series, Estimate Value)> Bars)> groups,
         string path,
         string title,
         string yLabel
@@ -87,24 +144,30 @@ public static class Plots
         for (int s = 0; s < seriesNames.Count; s++)
         {
             var bars = new List<ScottPlot.Bar>();
+            var positions = new List<double>();
+            var estimates = new List<Estimate>();
             for (int g = 0; g < groups.Count; g++)
             {
-                double v = groups[g].Bars.FirstOrDefault(b => b.Series == seriesNames[s]).Value;
-                if (double.IsNaN(v))
+                var e = groups[g].Bars.FirstOrDefault(b => b.Series == seriesNames[s]).Value;
+                if (e is null || double.IsNaN(e.Value))
                     continue;
+                double position = g * (seriesNames.Count + 1) + s;
                 bars.Add(
                     new ScottPlot.Bar
                     {
-                        Position = g * (seriesNames.Count + 1) + s,
-                        Value = v,
+                        Position = position,
+                        Value = e.Value,
                         FillColor = palette.GetColor(s),
-                        Label = v.ToString("F1", System.Globalization.CultureInfo.InvariantCulture),
+                        Label = e.Value.ToString("F1", System.Globalization.CultureInfo.InvariantCulture),
                     }
                 );
+                positions.Add(position);
+                estimates.Add(e);
             }
             var plotted = plot.Add.Bars(bars);
             plotted.LegendText = seriesNames[s];
             plotted.ValueLabelStyle.FontSize = 14;
+            AddErrorBars(plot, positions, estimates, ScottPlot.Colors.Black);
         }
         var ticks = groups
             .Select((g, i) => new ScottPlot.Tick(i * (seriesNames.Count + 1) + (seriesNames.Count - 1) / 2.0, g.Group))
@@ -118,11 +181,12 @@ public static class Plots
     }
 
     /// <summary>
-    /// Accuracy against a number of images on a log axis, one line per series; 0 images is drawn one decade left of the
-    /// smallest positive count and labelled "0".
+    /// Accuracy against a number of images on a log axis, one line per series with 95% error bars; 0 images is drawn
+    /// one
+    /// decade left of the smallest positive count and labelled "0".
     /// </summary>
     public static void AgainstImageCount(
-        IEnumerable<(string Label, IReadOnlyList<(double Images, double Accuracy)> Points)> series,
+        IEnumerable<(string Label, IReadOnlyList<(double Images, Estimate Accuracy)> Points)> series,
         string path,
         string title,
         string yLabel,
@@ -140,7 +204,7 @@ public static class Plots
         AddLines(
             plot,
             all.Select(s =>
-                (s.Label, (IReadOnlyList<(double, double)>)s.Points.Select(p => (X(p.Images), p.Accuracy)).ToList())
+                (s.Label, (IReadOnlyList<(double, Estimate)>)s.Points.Select(p => (X(p.Images), p.Accuracy)).ToList())
             ),
             markerSize: 7
         );
@@ -156,20 +220,36 @@ public static class Plots
         Finish(plot, title, xLabel, yLabel, ScottPlot.Alignment.UpperLeft, path);
     }
 
-    /// <summary>Clean against robust accuracy, one labelled point per model: the accuracy-robustness
-    /// trade-off.</summary>
-    public static void Tradeoff(IReadOnlyList<(string Label, double Clean, double Robust)> points, string path)
+    /// <summary>Clean against robust accuracy with 95% intervals on both, one labelled point per model: the
+    /// accuracy-robustness trade-off.</summary>
+    public static void Tradeoff(IReadOnlyList<(string Label, Estimate Clean, Estimate Robust)> points, string path)
     {
         var plot = new ScottPlot.Plot();
         var scatter = plot.Add.ScatterPoints(
-            points.Select(p => p.Clean).ToArray(),
-            points.Select(p => p.Robust).ToArray()
+            points.Select(p => p.Clean.Value).ToArray(),
+            points.Select(p => p.Robust.Value).ToArray()
         );
         scatter.MarkerSize = 8;
-        scatter.LegendText = "models (real r + proxy p images)";
+        scatter.LegendText = "models (real r + proxy p images), 95% intervals";
+        var both = points.Where(p => p.Clean.HasInterval && p.Robust.HasInterval).ToList();
+        if (both.Count > 0)
+        {
+            var bars = new ScottPlot.Plottables.ErrorBar(
+                both.Select(p => p.Clean.Value).ToList(),
+                both.Select(p => p.Robust.Value).ToList(),
+                both.Select(p => p.Clean.High - p.Clean.Value).ToList(),
+                both.Select(p => p.Clean.Value - p.Clean.Low).ToList(),
+                both.Select(p => p.Robust.High - p.Robust.Value).ToList(),
+                both.Select(p => p.Robust.Value - p.Robust.Low).ToList()
+            )
+            {
+                Color = scatter.Color,
+            };
+            plot.Add.Plottable(bars);
+        }
         foreach (var p in points)
         {
-            var text = plot.Add.Text(p.Label, p.Clean, p.Robust);
+            var text = plot.Add.Text(p.Label, p.Clean.Value, p.Robust.Value);
             text.LabelFontSize = 11;
             text.OffsetX = 6;
         }
