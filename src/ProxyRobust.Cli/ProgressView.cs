@@ -120,14 +120,16 @@ internal static class ProgressView
         public void Phase((string Phase, int Done, int Total) p)
         {
             double now = _clock.Elapsed.TotalSeconds;
-            if (p.Phase != _phase)
+            bool start = p.Phase != _phase,
+                end = p.Done >= p.Total;
+            if (start)
             {
                 _phase = p.Phase;
                 _phaseStart = now;
-                _lastPhase = now;
             }
-            bool end = p.Done >= p.Total;
-            if (!end && now - _lastPhase < 10)
+            // A line when a phase starts and ends, and every 5 s in between: never 10 s without one (a CI log reader
+            // should not take a long phase for a hang).
+            if (!start && !end && now - _lastPhase < 5)
                 return;
             _lastPhase = now;
             double elapsed = now - _phaseStart,

@@ -58,7 +58,7 @@ public sealed partial class FirstContactTests
         var r = TestSupport.RunCli("data", "info", "--data", tmp.File("idx"), "--grid", tmp.File("g.png"));
         Assert.Equal(1, r.Code);
         Assert.Contains("train-labels-idx1-ubyte", r.Err);
-        Assert.Contains("--classes 12", r.Err);
+        Assert.Contains("12 classes, declare that number of classes", r.Err);
         // a gap-free set without a declared count still reads (classes 0..9, all present)
         labels[17] = 7;
         File.WriteAllBytes(tmp.File("idx/train-labels-idx1-ubyte"), IdxLabels(labels));

@@ -34,7 +34,7 @@ public sealed record Fab(
 
     public IAttack WithSeed(long seed) => this with { Seed = seed };
 
-    /// <summary>Reports the fraction of the batch's work done (after every target class and restart).</summary>
+    /// <summary>Reports the fraction of the batch's work done (every 10 iterations).</summary>
     public IProgress<double>? Progress { get; init; }
 
     public IAttack WithProgress(IProgress<double>? progress) => this with { Progress = progress };
@@ -66,7 +66,8 @@ public sealed record Fab(
         {
             for (int r = 0; r < Math.Max(1, Restarts); r++)
             {
-                Progress?.Report((double)(pass * Math.Max(1, Restarts) + r) / (passes * Math.Max(1, Restarts)));
+                int units = passes * Math.Max(1, Restarts),
+                    unit = pass * Math.Max(1, Restarts) + r;
                 using var passScope = NewDisposeScope();
                 var todo = robust.nonzero().view(-1);
                 if (todo.shape[0] == 0)
@@ -78,7 +79,8 @@ public sealed record Fab(
                     labels.index_select(0, todo),
                     target,
                     randomStart: r > 0,
-                    generator
+                    generator,
+                    iteration => Progress?.Report((unit + (double)iteration / Iterations) / units)
                 );
                 // Success: a minimum-norm point was found and it is inside the budget (re-checked by the caller too).
                 var ok = normCurr.le(budget);
@@ -127,7 +129,8 @@ public sealed record Fab(
         Tensor y,
         Tensor? target,
         bool randomStart,
-        Generator generator
+        Generator generator,
+        Action<int> reportIteration
     )
     {
         using var scope = NewDisposeScope();
@@ -149,6 +152,8 @@ public sealed record Fab(
         }
         for (int it = 0; it < Iterations; it++)
         {
+            if (it % 10 == 0)
+                reportIteration(it);
             using (no_grad())
             {
                 var (df, dg) = LogitDifferences(model, x1, y, target);

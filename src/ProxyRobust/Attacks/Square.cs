@@ -143,19 +143,23 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
         var marginMin = Margin(model, xBest, y);
         var lossMin = marginMin.clone();
 
+        // The points still robust, in index order, as a working set: gathered once and shrunk when points break,
+        // instead
+        // of gathered from (and scattered back to) the whole batch at every query. Same rows, same order, same random
+        // draws: the same result.
+        var active = marginMin.gt(0).nonzero().view(-1);
+        var xc = x.index_select(0, active);
+        var xbc = xBest.index_select(0, active);
+        var yc = y.index_select(0, active);
+        var mmc = marginMin.index_select(0, active);
+        var lmc = lossMin.index_select(0, active);
         for (int i = 0; i < Queries; i++)
         {
             if (i % 100 == 0)
                 reportQuery(i);
-            var idx = marginMin.gt(0).nonzero().view(-1);
-            long m = idx.shape[0];
+            long m = active.shape[0];
             if (m == 0)
                 break;
-            var xc = x.index_select(0, idx);
-            var xbc = xBest.index_select(0, idx);
-            var yc = y.index_select(0, idx);
-            var mmc = marginMin.index_select(0, idx);
-            var lmc = lossMin.index_select(0, idx);
             double p = WindowFraction(i);
             Tensor xNew;
             if (Threat.Norm == Norm.Linf)
@@ -203,12 +207,30 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
             }
             var margin = Margin(model, xNew, yc);
             var improved = margin.lt(lmc);
-            lossMin.index_copy_(0, idx, where(improved, margin, lmc));
+            lmc = where(improved, margin, lmc);
             improved = improved.logical_or(margin.le(0));
-            marginMin.index_copy_(0, idx, where(improved, margin, mmc));
-            xBest.index_copy_(0, idx, where(improved.view(-1, 1, 1, 1), xNew, xbc));
-            scope.DisposeEverythingBut(xBest, marginMin, lossMin);
+            mmc = where(improved, margin, mmc);
+            xbc = where(improved.view(-1, 1, 1, 1), xNew, xbc);
+            var still = mmc.gt(0);
+            if (!still.all().item<bool>())
+            {
+                // Broken points leave the working set; their example is final.
+                var broken = still.logical_not().nonzero().view(-1);
+                xBest.index_copy_(0, active.index_select(0, broken), xbc.index_select(0, broken));
+                var keep = still.nonzero().view(-1);
+                (active, xc, xbc, yc, mmc, lmc) = (
+                    active.index_select(0, keep),
+                    xc.index_select(0, keep),
+                    xbc.index_select(0, keep),
+                    yc.index_select(0, keep),
+                    mmc.index_select(0, keep),
+                    lmc.index_select(0, keep)
+                );
+            }
+            scope.DisposeEverythingBut(xBest, active, xc, xbc, yc, mmc, lmc);
         }
+        if (active.shape[0] > 0)
+            xBest.index_copy_(0, active, xbc);
         return xBest.MoveToOuterDisposeScope();
     }
 

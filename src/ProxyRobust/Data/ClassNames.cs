@@ -34,7 +34,7 @@ public static class ClassNames
                 labelsPath,
                 $"labels run up to {max} (at index {Array.IndexOf(labels, max)}) but class(es) "
                     + $"{string.Join(", ", missing.Take(10))} have no image: a wrong label? If the data set really has "
-                    + $"{max + 1} classes, declare the count (--classes {max + 1})"
+                    + $"{max + 1} classes, declare that number of classes"
             );
         return Numbered(Math.Max(2, max + 1));
     }
