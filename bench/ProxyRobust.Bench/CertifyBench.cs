@@ -7,9 +7,11 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Bench;
 
-/// <summary> Certification throughput (issue 5): noise-sample forwards per second of CERTIFY's sampling loop, per
+/// <summary>
+/// Certification throughput (issue 5): noise-sample forwards per second of CERTIFY's sampling loop, per
 /// architecture and noise batch size, with the share of time spent drawing the Gaussian noise, and the utilisation of
-/// the forward passes against the matmul peak measured in the same run. </summary>
+/// the forward passes against the matmul peak measured in the same run.
+/// </summary>
 public static class CertifyBench
 {
     public static JsonObject Run(double peakGflops)

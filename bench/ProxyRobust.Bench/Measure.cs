@@ -61,10 +61,12 @@ public static class Measure
         return System.Text.Json.Nodes.JsonNode.Parse(stdout.Trim().Split('\n')[^1]);
     }
 
-    /// <summary> Median GFLOP/s of an fp32 matrix product [m x k] x [k x k] run by oneDNN: a 1x1 convolution over m =
+    /// <summary>
+    /// Median GFLOP/s of an fp32 matrix product [m x k] x [k x k] run by oneDNN: a 1x1 convolution over m =
     /// batch x 8 x 8 channels-last pixels is exactly that product. libtorch's own matmul goes to MKL, whose sgemm takes
     /// a slower path on AMD CPUs (about 45% of this on the reference machine), so the model-FLOP utilisation is
-    /// measured against the best of both. </summary>
+    /// measured against the best of both.
+    /// </summary>
     public static double OneDnnGemmGflops(int m, int k, int reps = 10)
     {
         using var w = randn(k, k, 1, 1);

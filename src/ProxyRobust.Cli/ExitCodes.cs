@@ -11,8 +11,10 @@ public static class ExitCodes
         Usage = 2,
         Interrupted = 130;
 
-    /// <summary> Runs a verb; known failures become one line on stderr and exit code 1, settings the library rejects
-    /// exit 2 (usage), an interruption 130. Never a stack trace. </summary>
+    /// <summary>
+    /// Runs a verb; known failures become one line on stderr and exit code 1, settings the library rejects
+    /// exit 2 (usage), an interruption 130. Never a stack trace.
+    /// </summary>
     public static int Guard(Func<int> verb)
     {
         try

@@ -29,7 +29,8 @@ public sealed class AutoAttackTests
         return (new Classifier(spec, nn.Sequential(("flatten", nn.Flatten()), ("fc", lin))), w, b);
     }
 
-    /// <summary> Closed form for a linear model without the box: the smallest perturbation that makes class j beat the
+    /// <summary>
+    /// Closed form for a linear model without the box: the smallest perturbation that makes class j beat the
     /// label y has norm (z_y - z_j) / ||w_y - w_j||_* (dual norm: l-1 for l-inf, l-2 for l-2); the minimum over j is
     /// the answer. Also returns whether that minimiser stays inside [0,1] (then the box does not change the answer).
     /// </summary>

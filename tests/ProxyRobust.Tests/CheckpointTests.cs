@@ -75,8 +75,10 @@ public sealed class CheckpointTests
         );
     }
 
-    /// <summary> Interrupt-and-resume: the run is cancelled after step <paramref name="killAfter"/> (it saves
-    /// OUT/last.* at the step it reached), resumes, and must end with the uninterrupted run's weights. </summary>
+    /// <summary>
+    /// Interrupt-and-resume: the run is cancelled after step <paramref name="killAfter"/> (it saves
+    /// OUT/last.* at the step it reached), resumes, and must end with the uninterrupted run's weights.
+    /// </summary>
     private static void AssertResumeMatches(Func<string, TrainRunConfig> config, int killAfter)
     {
         using var tmp = new TempDir();

@@ -87,7 +87,8 @@ public sealed partial class FirstContactTests
     [LibraryImport("libc", EntryPoint = "posix_fadvise")]
     private static partial int PosixFadvise(nint fd, long offset, long length, int advice);
 
-    /// <summary> Random draws from a store larger than the draws: resident file pages must stay within a small multiple
+    /// <summary>
+    /// Random draws from a store larger than the draws: resident file pages must stay within a small multiple
     /// of the pages the drawn images occupy. Before the fix, each fault read ahead ~128 KB (80x a 784-byte image).
     /// </summary>
     [Fact]

@@ -12,8 +12,10 @@ public sealed class InterruptTests
 {
     public InterruptTests() => TestSupport.InitTorch();
 
-    /// <summary> Starts the CLI, waits until <paramref name="ready"/> holds for its output so far, sends SIGINT;
-    /// returns (exit code, stdout, stderr). </summary>
+    /// <summary>
+    /// Starts the CLI, waits until <paramref name="ready"/> holds for its output so far, sends SIGINT;
+    /// returns (exit code, stdout, stderr).
+    /// </summary>
     private static (int Code, string Out, string Err) Interrupt(Func<string, bool> ready, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")

@@ -1,7 +1,9 @@
 namespace ProxyRobust.Tests;
 
-/// <summary> The style rules a formatter cannot enforce. CSharpier lays out code within .editorconfig's max_line_length
-/// but leaves comments and string literals as written; this holds them to the same width. </summary>
+/// <summary>
+/// The style rules a formatter cannot enforce. CSharpier lays out code within .editorconfig's max_line_length
+/// but leaves comments and string literals as written; this holds them to the same width.
+/// </summary>
 public sealed class StyleTests
 {
     private const int MaxLineLength = 120;

@@ -12,7 +12,8 @@ public enum ApgdLoss
     TargetedDlr,
 }
 
-/// <summary> Auto-PGD (Croce &amp; Hein, ICML 2020, Algorithm 1) for l-inf and l-2: PGD with momentum 0.75 and a step
+/// <summary>
+/// Auto-PGD (Croce &amp; Hein, ICML 2020, Algorithm 1) for l-inf and l-2: PGD with momentum 0.75 and a step
 /// size that starts at 2 eps and halves at checkpoints w_j where progress stalled (condition 1: the loss rose in at
 /// most rho = 75% of the steps since the last checkpoint; condition 2: the step was not reduced last time and the best
 /// loss did not improve), restarting from the best point. Checkpoint spacing starts at 22% of the iterations and

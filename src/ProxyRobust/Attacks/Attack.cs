@@ -74,9 +74,11 @@ public static class RobustPoints
         );
     }
 
-    /// <summary> After a pass over the points <paramref name="todo"/> (indices into the batch): those where <paramref
+    /// <summary>
+    /// After a pass over the points <paramref name="todo"/> (indices into the batch): those where <paramref
     /// name="broken"/> holds are no longer robust, and their adversarial example is the pass's. Returns their batch
-    /// indices. </summary>
+    /// indices.
+    /// </summary>
     public static Tensor MarkBroken(Tensor robust, Tensor adversarial, Tensor todo, Tensor broken, Tensor passResult)
     {
         var hit = todo.masked_select(broken);
@@ -110,7 +112,8 @@ public static class AttackLosses
         return (targeted ? -value : value).MoveToOuterDisposeScope();
     }
 
-    /// <summary> Difference-of-logits-ratio loss (Croce &amp; Hein 2020, eq. 5): -(z_y - max_{i!=y} z_i) / (z_pi1 -
+    /// <summary>
+    /// Difference-of-logits-ratio loss (Croce &amp; Hein 2020, eq. 5): -(z_y - max_{i!=y} z_i) / (z_pi1 -
     /// z_pi3), with the logits sorted decreasingly (pi1 the largest). Invariant to shifting and rescaling the logits.
     /// </summary>
     public static Tensor Dlr(Tensor logits, Tensor labels)

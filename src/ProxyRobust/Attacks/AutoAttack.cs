@@ -31,12 +31,14 @@ public sealed record AutoAttackResult(
     public double RobustAccuracy => (double)RobustCorrect / Total;
 }
 
-/// <summary> AutoAttack (Croce &amp; Hein, ICML 2020): a fixed ensemble of parameter-free attacks run in sequence, each
+/// <summary>
+/// AutoAttack (Croce &amp; Hein, ICML 2020): a fixed ensemble of parameter-free attacks run in sequence, each
 /// only on the points still robust, so the reported robust accuracy is the fraction of points no component could break.
 /// standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 1 restart each. plus: APGD-CE and
 /// APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T. rand (randomised defences): APGD-CE and
 /// APGD-DLR with 20 EOT iterations. Every returned example is checked against the threat model and re-evaluated: a
-/// point is counted as broken only if the model misclassifies the returned example. </summary>
+/// point is counted as broken only if the model misclassifies the returned example.
+/// </summary>
 public sealed class AutoAttack(
     ThreatModel threat,
     AutoAttackVersion version = AutoAttackVersion.Standard,

@@ -6,11 +6,13 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary> Where an AutoAttack run stands, saved after every batch so that a cut run continues with the same result:
+/// <summary>
+/// Where an AutoAttack run stands, saved after every batch so that a cut run continues with the same result:
 /// the component and batch to run next, which points were robust when that component started (its batches are cut from
 /// them), which are robust now, their predictions and adversarial examples, and the finished components. The examples
 /// go to a .npy beside the JSON (a new name each save, so the JSON never points at a half-written file); the JSON names
-/// it and its hash. </summary>
+/// it and its hash.
+/// </summary>
 public sealed record AutoAttackState(
     string Fingerprint,
     int Component,

@@ -3,7 +3,8 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary> The step FAB needs (Croce &amp; Hein, ICML 2020, "Minimally distorted adversarial examples with a fast
+/// <summary>
+/// The step FAB needs (Croce &amp; Hein, ICML 2020, "Minimally distorted adversarial examples with a fast
 /// adaptive boundary attack", eq. 7): for each row, the smallest perturbation d (in l-inf or l-2 norm) that moves the
 /// point t onto the hyperplane w.(t + d) = b while keeping t + d inside the box [0,1]^D.
 /// <para>Both norms reduce to a one-dimensional monotone piecewise-linear equation whose breakpoints are where a
@@ -18,10 +19,12 @@ public static class BoxHyperplaneProjection
     public static Tensor Project(Norm norm, Tensor t, Tensor w, Tensor b) =>
         norm == Norm.Linf ? Linf(t, w, b) : L2(t, w, b);
 
-    /// <summary> l-inf: with c = w.t - b made non-negative by flipping the sign of (w, b), the best move of radius rho
+    /// <summary>
+    /// l-inf: with c = w.t - b made non-negative by flipping the sign of (w, b), the best move of radius rho
     /// lowers w.x by G(rho) = sum_i |w_i| min(rho, room_i), room_i = t_i if w_i &gt; 0 else 1 - t_i. G is increasing
     /// and piecewise linear with breakpoints at the rooms; the answer is the smallest rho with G(rho) = c and d_i =
-    /// -sign(w_i) min(rho, room_i). </summary>
+    /// -sign(w_i) min(rho, room_i).
+    /// </summary>
     public static Tensor Linf(Tensor t, Tensor w, Tensor b)
     {
         using var scope = NewDisposeScope();
@@ -32,9 +35,11 @@ public static class BoxHyperplaneProjection
         return d.MoveToOuterDisposeScope();
     }
 
-    /// <summary> l-2: the KKT conditions give d_i = clip(-lambda w_i, -t_i, 1 - t_i) for some lambda &gt;= 0 (after the
+    /// <summary>
+    /// l-2: the KKT conditions give d_i = clip(-lambda w_i, -t_i, 1 - t_i) for some lambda &gt;= 0 (after the
     /// sign flip that makes c = w.t - b non-negative). H(lambda) = -w.d is increasing and piecewise linear with
-    /// breakpoints r_i = room_i / |w_i| where coordinate i hits the box; solve H(lambda) = c. </summary>
+    /// breakpoints r_i = room_i / |w_i| where coordinate i hits the box; solve H(lambda) = c.
+    /// </summary>
     public static Tensor L2(Tensor t, Tensor w, Tensor b)
     {
         using var scope = NewDisposeScope();

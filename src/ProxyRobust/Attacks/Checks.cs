@@ -4,10 +4,12 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary> Sanity checks around a robustness evaluation, in the spirit of AutoAttack's checks module: returned
+/// <summary>
+/// Sanity checks around a robustness evaluation, in the spirit of AutoAttack's checks module: returned
 /// examples must lie in the threat model; a randomised model, probabilities instead of logits, or zero input gradients
 /// each make the standard evaluation unreliable and are reported as warnings; so is a black-box attack that still
-/// breaks points the white-box attacks missed (a sign of gradient masking). </summary>
+/// breaks points the white-box attacks missed (a sign of gradient masking).
+/// </summary>
 public static class Checks
 {
     /// <summary>Throws when any example leaves the ball around its clean point or the [0,1] box (always a
@@ -56,7 +58,8 @@ public static class Checks
         return grad.flatten(1).abs().amax([1]).eq(0).to(ScalarType.Float32).mean().item<float>();
     }
 
-    /// <summary> The warnings of the checks that run before an evaluation, on a sample of points (<paramref
+    /// <summary>
+    /// The warnings of the checks that run before an evaluation, on a sample of points (<paramref
     /// name="expectRandom"/>: the evaluation is made for randomised models, such as AutoAttack's rand version).
     /// </summary>
     public static List<string> BeforeEvaluation(Classifier model, Tensor x, Tensor y, bool expectRandom)

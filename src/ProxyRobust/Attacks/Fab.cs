@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Attacks;
 
-/// <summary> Fast Adaptive Boundary attack (Croce &amp; Hein, ICML 2020), a minimum-norm attack: at each iteration the
+/// <summary>
+/// Fast Adaptive Boundary attack (Croce &amp; Hein, ICML 2020), a minimum-norm attack: at each iteration the
 /// classifier is linearised around the current iterate, the closest decision hyperplane (untargeted: over all classes;
 /// FAB-T: the one towards a fixed target) is projected on from both the iterate and the original point (<see
 /// cref="BoxHyperplaneProjection"/>), the two projections are mixed with weight alpha = min(|d1| / (|d1| + |d2|),
@@ -42,9 +43,11 @@ public sealed record Fab(
     public Tensor Perturb(Classifier model, Tensor images, Tensor labels) =>
         Run(model, images, labels, Threat.Epsilon).Adversarial;
 
-    /// <summary> The minimum-norm perturbations FAB finds, with no budget: per example the smallest adversarial point
+    /// <summary>
+    /// The minimum-norm perturbations FAB finds, with no budget: per example the smallest adversarial point
     /// found and its norm (+infinity where none was found, or where the clean point is already misclassified: norm 0
-    /// there). </summary>
+    /// there).
+    /// </summary>
     public (Tensor Adversarial, Tensor Norms) MinimumNorm(Classifier model, Tensor images, Tensor labels) =>
         Run(model, images, labels, double.PositiveInfinity);
 

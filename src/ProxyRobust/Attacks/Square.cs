@@ -240,9 +240,11 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
         return (v / (v.flatten(1).pow(2).sum(1).sqrt().view(-1, 1, 1, 1) + 1e-12)).MoveToOuterDisposeScope();
     }
 
-    /// <summary> The l-2 proposal pattern of Andriushchenko et al. (Algorithm 3): two s/2 x s blocks of opposite sign,
+    /// <summary>
+    /// The l-2 proposal pattern of Andriushchenko et al. (Algorithm 3): two s/2 x s blocks of opposite sign,
     /// each a sum of centred rectangles weighted 1/(k+1)^2, normalised to unit l-2 norm; transposed with probability
-    /// 1/2. </summary>
+    /// 1/2.
+    /// </summary>
     public static Tensor Eta(long s, Generator? g = null)
     {
         var top = EtaRectangles(s / 2, s);

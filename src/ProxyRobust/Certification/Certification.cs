@@ -77,7 +77,8 @@ public static class CertificationRun
             $"{e.Index}\t{e.Label}\t{e.Prediction}\t{e.Radius:R}\t{(e.Correct ? 1 : 0)}\t{e.Seconds:F3}"
         );
 
-    /// <summary> Reads the per-example lines of a (possibly interrupted) certification TSV. A last line without its
+    /// <summary>
+    /// Reads the per-example lines of a (possibly interrupted) certification TSV. A last line without its
     /// newline was cut by the interruption and is dropped; any other malformed line is an error naming the file.
     /// </summary>
     public static List<CertifiedExample> ReadTsv(string path, int points)

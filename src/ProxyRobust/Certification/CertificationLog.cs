@@ -9,10 +9,12 @@ namespace ProxyRobust.Certification;
 /// <summary>What CERTIFY needs besides the model and the points (Cohen et al.'s certify.py arguments).</summary>
 public sealed record CertifySettings(double Sigma, int N0, int N, double Alpha, int BatchSize = 100, long Seed = 0);
 
-/// <summary> A resumable certification: each point is appended to OUT.partial as it is certified; a later run with
+/// <summary>
+/// A resumable certification: each point is appended to OUT.partial as it is certified; a later run with
 /// resume continues from it, and because every point has its own seed it ends with the same certificates as an
 /// uninterrupted run. The finished TSV (the original tool's columns) is written atomically and the partial file
-/// removed. Used by the certify verb and by experiments alike. </summary>
+/// removed. Used by the certify verb and by experiments alike.
+/// </summary>
 public static class CertificationLog
 {
     public static string PartialPath(string tsvPath) => tsvPath + ".partial";

@@ -22,9 +22,11 @@ public static class SmoothingStatistics
     /// <summary>Standard normal quantile Phi^-1(p).</summary>
     public static double NormalQuantile(double p) => Normal.InvCDF(0, 1, p);
 
-    /// <summary> Two-sided exact binomial test of "nA and nB are draws of a fair coin" (scipy's <c>binom_test(nA, nA +
+    /// <summary>
+    /// Two-sided exact binomial test of "nA and nB are draws of a fair coin" (scipy's <c>binom_test(nA, nA +
     /// nB, 0.5)</c>): for p = 1/2 the distribution is symmetric, so the p-value is 2 P(X &gt;= max(nA, nB)), capped at
-    /// 1. </summary>
+    /// 1.
+    /// </summary>
     public static double BinomialTestHalf(long nA, long nB)
     {
         long n = nA + nB;

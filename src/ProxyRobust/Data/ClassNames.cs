@@ -2,10 +2,12 @@ using ProxyRobust.Core;
 
 namespace ProxyRobust.Data;
 
-/// <summary> The classes of a labelled file. Declared (names from the format, else a count) labels must lie below their
+/// <summary>
+/// The classes of a labelled file. Declared (names from the format, else a count) labels must lie below their
 /// number. Inferred (neither given), the classes are 0..max label and every one of them must occur: a class without a
 /// single image almost always means a wrong label (an 11 in a 10-class set), so it is an error unless the count is
-/// declared. </summary>
+/// declared.
+/// </summary>
 public static class ClassNames
 {
     public static IReadOnlyList<string> For(int[] labels, string labelsPath, IReadOnlyList<string>? names, int? count)

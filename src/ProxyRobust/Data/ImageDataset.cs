@@ -114,8 +114,10 @@ public sealed class ImageDataset : IDisposable
         return (Select(taken), Select(rest));
     }
 
-    /// <summary> Up to <paramref name="perClass"/> randomly chosen images of every class (one list per class, in class
-    /// order), e.g. for a sample grid. </summary>
+    /// <summary>
+    /// Up to <paramref name="perClass"/> randomly chosen images of every class (one list per class, in class
+    /// order), e.g. for a sample grid.
+    /// </summary>
     public IReadOnlyList<IReadOnlyList<byte[]>> SamplesPerClass(int perClass, int seed = 0)
     {
         var byClass = Enumerable.Range(0, Count).GroupBy(i => Labels[i]).ToDictionary(g => g.Key, g => g.ToArray());

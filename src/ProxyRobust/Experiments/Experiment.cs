@@ -170,8 +170,10 @@ public static class Experiment
         return record;
     }
 
-    /// <summary> Refuses to mix cells of different settings in one folder: the settings recorded in an existing
-    /// experiment.json must equal these (except threads). </summary>
+    /// <summary>
+    /// Refuses to mix cells of different settings in one folder: the settings recorded in an existing
+    /// experiment.json must equal these (except threads).
+    /// </summary>
     public static void CheckSameSettings(string root, ExperimentSettings settings)
     {
         var path = Path.Combine(root, FileName);
@@ -246,8 +248,10 @@ public static class Experiment
         );
     }
 
-    /// <summary> Gaussian cells: clean accuracy of the base classifier, and CERTIFY on the first CertifyPoints test
-    /// points (resumable: the certification log in the cell folder continues after an interruption). </summary>
+    /// <summary>
+    /// Gaussian cells: clean accuracy of the base classifier, and CERTIFY on the first CertifyPoints test
+    /// points (resumable: the certification log in the cell folder continues after an interruption).
+    /// </summary>
     private static CellEvaluation EvaluateSmoothed(
         string dir,
         Models.Classifier model,
@@ -300,8 +304,10 @@ public static class Experiment
         return new CellEvaluation(points.Count, clean.Clean.Accuracy, Bits.Of(clean.CleanHits), Certify: certify);
     }
 
-    /// <summary> Gathers every planned cell that has finished (in this or another process sharing the folder) into
-    /// experiment.json; returns their records. </summary>
+    /// <summary>
+    /// Gathers every planned cell that has finished (in this or another process sharing the folder) into
+    /// experiment.json; returns their records.
+    /// </summary>
     public static List<CellRecord> SaveFinished(
         string root,
         string kind,

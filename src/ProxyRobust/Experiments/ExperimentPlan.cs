@@ -28,10 +28,12 @@ public interface IExperimentObserver
 /// report.</summary>
 public sealed record ExperimentOutcome(int Finished, int Planned, string Report);
 
-/// <summary> The README's main command: PORT's core claim end to end on Fashion-MNIST. A small real training set,
+/// <summary>
+/// The README's main command: PORT's core claim end to end on Fashion-MNIST. A small real training set,
 /// held-out real images as an (ideal) proxy, PGD adversarial training without and with the proxy images, clean / PGD-20
 /// / AutoAttack evaluation on the same test points, Gaussian-noise training certified by randomized smoothing, and a
-/// report with each gain and its uncertainty. </summary>
+/// report with each gain and its uncertainty.
+/// </summary>
 public static class Demo
 {
     public const string Kind = "port-demo";

@@ -6,9 +6,11 @@ using ProxyRobust.Reporting;
 
 namespace ProxyRobust.Experiments;
 
-/// <summary> Rebuilds an experiment's report (report.md and its PNG plots) from experiment.json alone, so any figure in
+/// <summary>
+/// Rebuilds an experiment's report (report.md and its PNG plots) from experiment.json alone, so any figure in
 /// the docs can be regenerated with `proxyrobust report DIR`. Two kinds: "port-demo" (baseline vs PORT, paired on the
-/// same test points) and "sweep" (accuracy against the number of real and proxy images). </summary>
+/// same test points) and "sweep" (accuracy against the number of real and proxy images).
+/// </summary>
 public static class ExperimentReport
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;

@@ -6,8 +6,10 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Experiments;
 
-/// <summary> What evaluation and certification start from: a classifier on its device, the data set it must accept, and
-/// the points to use (a seeded, class-balanced subset when a count is given). </summary>
+/// <summary>
+/// What evaluation and certification start from: a classifier on its device, the data set it must accept, and
+/// the points to use (a seeded, class-balanced subset when a count is given).
+/// </summary>
 public sealed record ModelAndData(Classifier Model, ImageDataset Full, ImageDataset Points) : IDisposable
 {
     public static ModelAndData Open(

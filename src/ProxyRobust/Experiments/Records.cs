@@ -22,7 +22,8 @@ public sealed record TestMetrics(
 
 public sealed record TestResults(TestMetrics? Last, TestMetrics? Best);
 
-/// <summary> What a training run is (written into its checkpoints and its result.json): the configuration (training
+/// <summary>
+/// What a training run is (written into its checkpoints and its result.json): the configuration (training
 /// options apart, under "options"), the method, the threat model, the data it saw and the version that ran it.
 /// </summary>
 public sealed record RunDescription(
@@ -37,8 +38,10 @@ public sealed record RunDescription(
     string? Version
 );
 
-/// <summary> A training run's result.json: its description (flat, as in its checkpoints), architecture, options,
-/// per-epoch history, time and test metrics. </summary>
+/// <summary>
+/// A training run's result.json: its description (flat, as in its checkpoints), architecture, options,
+/// per-epoch history, time and test metrics.
+/// </summary>
 public sealed record TrainRunRecord(
     TrainRunConfig Config,
     string Method,
@@ -124,9 +127,11 @@ public sealed record CertifyEvaluation(
     double[] Radii
 );
 
-/// <summary> A cell's evaluation.json: clean accuracy (and PGD-20 for adversarially trained cells) on the experiment's
+/// <summary>
+/// A cell's evaluation.json: clean accuracy (and PGD-20 for adversarially trained cells) on the experiment's
 /// test points, per-point outcomes as strings of 0/1 (readable, diffable, small), and AutoAttack or certificates when
-/// asked for. </summary>
+/// asked for.
+/// </summary>
 public sealed record CellEvaluation(
     int Points,
     double Clean,

@@ -144,7 +144,8 @@ public static class TrainRun
         nameof(TrainRunConfig.AttackChunk),
     ];
 
-    /// <summary> Refuses to resume OUT/last.* under a different data, model, method or proxy configuration than the one
+    /// <summary>
+    /// Refuses to resume OUT/last.* under a different data, model, method or proxy configuration than the one
     /// that wrote it (the trainer itself checks the training options): the result would belong to neither run.
     /// </summary>
     private static void CheckResumesSameRun(string outputDir, TrainRunConfig config)

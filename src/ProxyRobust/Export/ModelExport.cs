@@ -8,9 +8,11 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Export;
 
-/// <summary> Writes a classifier for other frameworks: ONNX (the whole forward pass including the normalisation, in
+/// <summary>
+/// Writes a classifier for other frameworks: ONNX (the whole forward pass including the normalisation, in
 /// eval mode), or a plain safetensors state dict whose names follow the PyTorch modules of docs/EXPORT.md, with the
-/// architecture record in the header's __metadata__. Both take pixels in [0,1], NCHW. </summary>
+/// architecture record in the header's __metadata__. Both take pixels in [0,1], NCHW.
+/// </summary>
 public static class ModelExport
 {
     public static byte[] ToOnnx(Classifier model)
@@ -117,9 +119,11 @@ public static class ModelExport
         return g.ToModel(spec.Name);
     }
 
-    /// <summary> safetensors (https://github.com/huggingface/safetensors format): 8-byte little-endian header size, a
+    /// <summary>
+    /// safetensors (https://github.com/huggingface/safetensors format): 8-byte little-endian header size, a
     /// JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {...}}, then the tensors' bytes in header
-    /// order. </summary>
+    /// order.
+    /// </summary>
     public static byte[] ToSafetensors(Classifier model, IReadOnlyDictionary<string, string> metadata)
     {
         var state = StateDict(model);

@@ -101,8 +101,10 @@ public sealed partial record ArchSpec(
 
     public override int GetHashCode() => HashCode.Combine(Name, InChannels, Height, Width, NumClasses);
 
-    /// <summary> Throws a <see cref="DataFormatException"/> naming the data (<paramref name="source"/>) when its images
-    /// or classes do not fit this model. (Models never read data sets: callers pass the data's shape.) </summary>
+    /// <summary>
+    /// Throws a <see cref="DataFormatException"/> naming the data (<paramref name="source"/>) when its images
+    /// or classes do not fit this model. (Models never read data sets: callers pass the data's shape.)
+    /// </summary>
     public void CheckAccepts(string source, int channels, int height, int width, int numClasses)
     {
         if ((channels, height, width) != (InChannels, Height, Width))

@@ -152,7 +152,8 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>
     }
 }
 
-/// <summary> Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut; when the shape changes, a
+/// <summary>
+/// Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut; when the shape changes, a
 /// 1x1 projection of the activated input. The same block serves PreAct ResNet (shortcut named "shortcut", as in Rice et
 /// al.) and WideResNet (named "convShortcut", as in the TRADES/RobustBench code), so state-dict names match theirs.
 /// </summary>

@@ -4,9 +4,11 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Models;
 
-/// <summary> Counts the multiply-accumulates of one forward pass (convolutions and linear layers, which dominate) by
+/// <summary>
+/// Counts the multiply-accumulates of one forward pass (convolutions and linear layers, which dominate) by
 /// running it once with hooks. A training step costs about 3x the forward (forward + backward for activations and
-/// weights); an attack step about 2x (no weight gradients). FLOPs = 2 x MACs. </summary>
+/// weights); an attack step about 2x (no weight gradients). FLOPs = 2 x MACs.
+/// </summary>
 public static class FlopCounter
 {
     public static long ForwardMacsPerImage(Classifier model)

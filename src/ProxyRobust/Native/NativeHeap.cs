@@ -2,7 +2,8 @@ using System.Runtime.InteropServices;
 
 namespace ProxyRobust.Native;
 
-/// <summary> glibc malloc settings for libtorch's buffers. libtorch allocates every activation and gradient with malloc
+/// <summary>
+/// glibc malloc settings for libtorch's buffers. libtorch allocates every activation and gradient with malloc
 /// and frees it a few milliseconds later. By default glibc serves blocks above its mmap threshold with a fresh mmap and
 /// returns them to the kernel on free, so every large tensor costs page faults again on its next use: a PreAct
 /// ResNet-18 probe took 20.7 million page faults and 36 s of kernel time in a 40 s run. Keeping freed memory in the
@@ -12,7 +13,8 @@ namespace ProxyRobust.Native;
 /// threads other than the main one their own arenas, whose extra 64 MiB heaps are unmapped as soon as they are empty
 /// whatever these settings say; work on such threads (e.g. inside an xunit test) still pays page faults for large
 /// blocks. The command-line tool and the benchmarks compute on the main thread (a PreAct ResNet-18 PGD-AT `train`: 0.50
-/// million page faults with the settings, 1.97 million without). </summary>
+/// million page faults with the settings, 1.97 million without).
+/// </summary>
 public static class NativeHeap
 {
     private const int MTrimThreshold = -1,

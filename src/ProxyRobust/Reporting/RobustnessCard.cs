@@ -12,8 +12,10 @@ public sealed record CardStage(string Attack, string Description, int RobustAfte
 /// <summary>The PGD baseline on a report card.</summary>
 public sealed record CardPgd(string AttackName, int Correct, double Seconds);
 
-/// <summary> AutoAttack's outcome on a report card (plain numbers: the card renders, it does not compute). <paramref
-/// name="RobustPoints"/>: per point, 1 when no component broke it (for paired comparisons). </summary>
+/// <summary>
+/// AutoAttack's outcome on a report card (plain numbers: the card renders, it does not compute). <paramref
+/// name="RobustPoints"/>: per point, 1 when no component broke it (for paired comparisons).
+/// </summary>
 public sealed record CardAutoAttack(
     int Total,
     int CleanCorrect,

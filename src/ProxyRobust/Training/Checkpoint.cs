@@ -158,8 +158,10 @@ public static class Checkpoint
         }
     }
 
-    /// <summary> Copies tensors named <paramref name="prefix"/>+NAME into <paramref name="module"/>'s state. Every
-    /// state entry must be present with the same shape; otherwise the file belongs to another architecture. </summary>
+    /// <summary>
+    /// Copies tensors named <paramref name="prefix"/>+NAME into <paramref name="module"/>'s state. Every
+    /// state entry must be present with the same shape; otherwise the file belongs to another architecture.
+    /// </summary>
     public static void LoadInto(
         nn.Module module,
         IReadOnlyDictionary<string, Tensor> tensors,

@@ -10,9 +10,11 @@ public interface ITrainingObjective
 {
     string Name { get; }
 
-    /// <summary> Loss to minimise (scalar, differentiable w.r.t. the weights) and the logits it was computed from
+    /// <summary>
+    /// Loss to minimise (scalar, differentiable w.r.t. the weights) and the logits it was computed from
     /// (adversarial logits for adversarial training). <paramref name="weights"/> holds one non-negative weight per
-    /// example, summing to 1: it is how real and synthetic examples are balanced (PORT's gamma). </summary>
+    /// example, summing to 1: it is how real and synthetic examples are balanced (PORT's gamma).
+    /// </summary>
     (Tensor Loss, Tensor Logits) Loss(Classifier model, Tensor images, Tensor labels, Tensor weights);
 }
 

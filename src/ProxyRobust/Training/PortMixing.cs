@@ -2,11 +2,13 @@ using static TorchSharp.torch;
 
 namespace ProxyRobust.Training;
 
-/// <summary> PORT's batch (Sehwag et al. 2022, Sec. 4): real and synthetic images in one batch, with the loss (1 -
+/// <summary>
+/// PORT's batch (Sehwag et al. 2022, Sec. 4): real and synthetic images in one batch, with the loss (1 -
 /// gamma) * mean over the real images + gamma * mean over the synthetic ones. Written as one batch with one weight per
 /// example, so every objective (PGD-AT, TRADES, Gaussian noise) mixes the same way. Without synthetic images the
 /// weights are the plain mean. gamma = 0 gives real-only training and gamma = 1 synthetic-only training, as far as the
-/// loss and its gradient go; a model with BatchNorm still computes its batch statistics over both parts. </summary>
+/// loss and its gradient go; a model with BatchNorm still computes its batch statistics over both parts.
+/// </summary>
 public static class PortMixing
 {
     public static (Tensor Images, Tensor Labels, Tensor Weights) Mix(
