@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace ProxyRobust.Tests;
 
 /// <summary>Builds as CI systems and users run them (issue 12): a package root without its slash, an output
@@ -16,24 +14,8 @@ public sealed class BuildTests
 
     private static (int Code, string Output) Dotnet(params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = RepositoryRoot(),
-        };
-        foreach (var a in args)
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            p.Kill(true);
-            throw new TimeoutException($"dotnet {string.Join(' ', args)} did not finish");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
+        var (code, stdout, stderr) = TestSupport.RunDotnet(RepositoryRoot(), args);
+        return (code, stdout + stderr);
     }
 
     /// <summary>NUGET_PACKAGES=/x/packages (no slash) once gave ".../packagestorchsharp/...": three NativeTests

@@ -128,16 +128,20 @@ public static class TestSupport
     }
 
     /// <summary>Runs the CLI in a child process: (exit code, stdout, stderr).</summary>
-    public static (int Code, string Out, string Err) RunCli(params string[] args)
+    public static (int Code, string Out, string Err) RunCli(params string[] args) =>
+        RunDotnet(null, [System.IO.Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"), .. args]);
+
+    /// <summary>Runs `dotnet ARGS` in a child process (in <paramref name="workingDirectory"/> when given): (exit code,
+    /// stdout, stderr).</summary>
+    public static (int Code, string Out, string Err) RunDotnet(string? workingDirectory, params string[] args)
     {
-        var dll = System.IO.Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll");
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
-        psi.ArgumentList.Add(dll);
         foreach (var a in args)
             psi.ArgumentList.Add(a);
         psi.Environment["PROXYROBUST_THREADS"] = "1";
@@ -147,7 +151,7 @@ public static class TestSupport
         if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
         {
             p.Kill(true);
-            throw new TimeoutException("CLI did not finish");
+            throw new TimeoutException($"dotnet {string.Join(' ', args)} did not finish");
         }
         return (p.ExitCode, stdout.Result, stderr.Result);
     }

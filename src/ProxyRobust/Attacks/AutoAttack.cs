@@ -148,8 +148,8 @@ public sealed class AutoAttack(
             {
                 warnings = [.. saved.Warnings];
                 predictions = tensor(saved.Predictions, device: device);
-                robust = tensor(Bits(saved.Robust), device: device);
-                robustAtStart = tensor(Bits(saved.RobustAtComponentStart), device: device);
+                robust = tensor(Bits.Parse(saved.Robust), device: device);
+                robustAtStart = tensor(Bits.Parse(saved.RobustAtComponentStart), device: device);
                 adv = tensor(savedAdv, device: device).view(x.shape).to(x.dtype);
                 clean = saved.CleanCorrect;
                 stages.AddRange(saved.Stages);
@@ -279,10 +279,7 @@ public sealed class AutoAttack(
         }
     }
 
-    private static bool[] Bits(string bits) => bits.Select(c => c == '1').ToArray();
-
-    private static string Bits(Tensor mask) =>
-        string.Concat(mask.cpu().data<bool>().ToArray().Select(b => b ? '1' : '0'));
+    private static string BitsOf(Tensor mask) => Bits.Of(mask.cpu().data<bool>().ToArray());
 
     private static void SaveState(
         string path,
@@ -303,8 +300,8 @@ public sealed class AutoAttack(
             fingerprint,
             component,
             batch,
-            Bits(robustAtStart),
-            Bits(robust),
+            BitsOf(robustAtStart),
+            BitsOf(robust),
             predictions.cpu().data<long>().ToArray(),
             "",
             "",

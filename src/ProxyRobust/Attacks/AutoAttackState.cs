@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using ProxyRobust.Core;
 using ProxyRobust.Data;
@@ -46,9 +47,7 @@ public sealed record AutoAttackState(
         foreach (var (_, t) in model.state_dict())
         {
             using var host = t.contiguous().cpu().to(ScalarType.Float32);
-            var bytes = System
-                .Runtime.InteropServices.MemoryMarshal.AsBytes(host.data<float>().ToArray().AsSpan())
-                .ToArray();
+            var bytes = MemoryMarshal.AsBytes(host.data<float>().ToArray().AsSpan()).ToArray();
             sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
         }
         for (int i = 0; i < data.Count; i++)
@@ -61,21 +60,24 @@ public sealed record AutoAttackState(
     /// <summary>Saves the state; the examples go flat (N*C*H*W floats, NCHW order) into the .npy beside it.</summary>
     public void Save(string path, float[] adversarialNchw)
     {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var previous = File.Exists(path) ? TryRead(path)?.AdversarialFile : null;
         var advName = $"{Path.GetFileName(path)}.adv-{Component}-{Batch}.npy";
-        Npy.WriteFloats(Path.Combine(dir, advName), [adversarialNchw.LongLength], adversarialNchw);
-        var sha = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(dir, advName))));
+        byte[] npy;
+        using (var ms = new MemoryStream())
+        {
+            Npy.WriteTo(ms, "<f4", [adversarialNchw.LongLength], MemoryMarshal.AsBytes(adversarialNchw.AsSpan()));
+            npy = ms.ToArray();
+        }
+        AtomicFile.WriteAllBytes(Path.Combine(Folder(path), advName), npy);
+        var sha = Convert.ToHexString(SHA256.HashData(npy));
         JsonFiles.Write(path, this with { AdversarialFile = advName, AdversarialSha256 = sha });
-        if (previous is not null && previous != advName)
-            File.Delete(Path.Combine(dir, previous));
+        DeleteExamples(path, except: advName); // the previous save's, now that the JSON names the new one
     }
 
     /// <summary>Reads a saved state, or throws naming the file when it is unusable.</summary>
     public static (AutoAttackState State, float[] Adversarial) Load(string path)
     {
         var state = JsonFiles.Read<AutoAttackState>(path);
-        var adv = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, state.AdversarialFile);
+        var adv = Path.Combine(Folder(path), state.AdversarialFile);
         if (!File.Exists(adv))
             throw new DataFormatException(adv, "the adversarial examples of this AutoAttack state are missing");
         if (
@@ -95,22 +97,18 @@ public sealed record AutoAttackState(
     /// <summary>Removes a finished run's state and its examples.</summary>
     public static void Delete(string path)
     {
-        if (!File.Exists(path))
-            return;
-        if (TryRead(path)?.AdversarialFile is { } adv)
-            File.Delete(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, adv));
+        DeleteExamples(path, except: null);
         File.Delete(path);
     }
 
-    private static AutoAttackState? TryRead(string path)
+    private static string Folder(string path) => Path.GetDirectoryName(Path.GetFullPath(path))!;
+
+    private static void DeleteExamples(string path, string? except)
     {
-        try
-        {
-            return JsonFiles.Read<AutoAttackState>(path);
-        }
-        catch (DataFormatException)
-        {
-            return null;
-        }
+        if (!Directory.Exists(Folder(path)))
+            return;
+        foreach (var file in Directory.EnumerateFiles(Folder(path), $"{Path.GetFileName(path)}.adv-*.npy"))
+            if (Path.GetFileName(file) != except)
+                File.Delete(file);
     }
 }

@@ -19,7 +19,8 @@ public static class CertificationLog
 {
     public static string PartialPath(string tsvPath) => tsvPath + ".partial";
 
-    public static IReadOnlyList<CertifiedExample> Run(
+    /// <returns>every point's certificate in index order, and how many of them came from an earlier run</returns>
+    public static (IReadOnlyList<CertifiedExample> Examples, int Resumed) Run(
         Classifier model,
         ImageDataset points,
         CertifySettings settings,
@@ -65,6 +66,6 @@ public static class CertificationLog
             text.Append(CertificationRun.TsvLine(e)).Append('\n');
         AtomicFile.WriteAllText(tsvPath, text.ToString());
         File.Delete(partial);
-        return ordered;
+        return (ordered, earlier.Count);
     }
 }

@@ -95,11 +95,7 @@ public static class CertifyRun
         var (model, points) = (opened.Model, opened.Points);
         if (r.SavePoints is { } pointsPath)
             opened.SavePoints(pointsPath);
-        int resumed =
-            r.Resume && File.Exists(CertificationLog.PartialPath(r.Output))
-                ? CertificationRun.ReadTsv(CertificationLog.PartialPath(r.Output), points.Count).Count
-                : 0;
-        var examples = CertificationLog.Run(
+        var (examples, resumed) = CertificationLog.Run(
             model,
             points,
             s,
@@ -152,12 +148,6 @@ public static class CertifyRun
         int points
     ) =>
         curve
-            .Select(c =>
-            {
-                if (points == 0)
-                    return (c.Radius, new Estimate(c.Accuracy));
-                var (low, high) = Stats.Wilson95((int)Math.Round(c.Accuracy * points), points);
-                return (c.Radius, new Estimate(c.Accuracy, low, high));
-            })
+            .Select(c => (c.Radius, Estimate.Wilson(c.Accuracy, (int)Math.Round(c.Accuracy * points), points)))
             .ToList();
 }

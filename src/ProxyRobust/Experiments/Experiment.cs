@@ -221,9 +221,7 @@ public static class Experiment
                 model,
                 subset,
                 torch.CPU,
-                progress: progress is null
-                    ? null
-                    : new Reporter<(string Attack, int Done, int Total)>(p => progress.Report(p)),
+                progress: progress,
                 cancel: cancel,
                 // an interrupted experiment continues its AutoAttack where it stopped
                 statePath: Path.Combine(dir, "autoattack-state.json")
@@ -277,7 +275,7 @@ public static class Experiment
             using var subset = points.Select(Enumerable.Range(0, Math.Min(s.CertifyPoints, points.Count)).ToArray());
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var settings = new CertifySettings(cell.Sigma, 100, s.CertifySamples, 0.001);
-            var examples = CertificationLog.Run(
+            var (examples, _) = CertificationLog.Run(
                 model,
                 subset,
                 settings,

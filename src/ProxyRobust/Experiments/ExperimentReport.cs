@@ -53,16 +53,6 @@ public static class ExperimentReport
         return new Estimate(percent, 100 * low, 100 * high);
     }
 
-    /// <summary>A fraction with the Wilson 95% interval of <paramref name="correct"/> of <paramref
-    /// name="total"/>.</summary>
-    private static Estimate WithInterval(double fraction, int correct, int total)
-    {
-        if (total == 0 || double.IsNaN(fraction))
-            return new Estimate(fraction);
-        var (low, high) = Stats.Wilson95(correct, total);
-        return new Estimate(fraction, low, high);
-    }
-
     /// <summary>A sweep cell's setting apart from its number of proxy images: cells with the same setting are
     /// compared.</summary>
     private static (int Real, double Gamma, double Eps, int Seed) Setting(CellRecord c) =>
@@ -269,7 +259,10 @@ public static class ExperimentReport
                     $"{Model(c)} (seed {c.Parameters.Seed})",
                     (IReadOnlyList<(double, Estimate)>)
                         grid.Select(r =>
-                                (r, WithInterval(At(Radii(c), r) / 100, Radii(c).Count(x => x >= r), Radii(c).Length))
+                                (
+                                    r,
+                                    Estimate.Wilson(At(Radii(c), r) / 100, Radii(c).Count(x => x >= r), Radii(c).Length)
+                                )
                             )
                             .ToList()
                 )

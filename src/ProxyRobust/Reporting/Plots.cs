@@ -8,6 +8,16 @@ public sealed record Estimate(double Value, double Low = double.NaN, double High
 {
     public Estimate Scaled(double factor) => new(Value * factor, Low * factor, High * factor);
 
+    /// <summary>A fraction with the Wilson 95% interval of <paramref name="correct"/> of <paramref
+    /// name="total"/>.</summary>
+    public static Estimate Wilson(double fraction, int correct, int total)
+    {
+        if (total == 0 || double.IsNaN(fraction))
+            return new Estimate(fraction);
+        var (low, high) = Stats.Wilson95(correct, total);
+        return new Estimate(fraction, low, high);
+    }
+
     public bool HasInterval => !double.IsNaN(Low) && !double.IsNaN(High);
 }
 
