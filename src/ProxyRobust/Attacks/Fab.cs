@@ -86,7 +86,7 @@ public sealed record Fab(
                     iteration => Progress?.Report((unit + (double)iteration / Iterations) / units)
                 );
                 // Success: a minimum-norm point was found and it is inside the budget (re-checked by the caller too).
-                var ok = normCurr.le(budget);
+                var ok = normCurr.le(budget).logical_and(normCurr.isfinite()); // (+inf: none found)
                 var hit = RobustPoints.MarkBroken(robust, adv, todo, ok, advCurr);
                 norms.index_copy_(0, hit, normCurr.index_select(0, ok.nonzero().view(-1)));
             }
