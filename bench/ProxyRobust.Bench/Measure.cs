@@ -23,32 +23,32 @@ public static class Measure
     /// <param name="tuned">Also give PyTorch the two generic settings ProxyRobust applies to itself: channels-last
     /// ResNet (--channels-last) and glibc malloc keeping freed memory (the GLIBC_TUNABLES equivalent of
     /// NativeHeap).</param>
-    public static System.Text.Json.Nodes.JsonNode? PyTorchReference(int threads, int steps, bool tuned = false)
+    public static System.Text.Json.Nodes.JsonNode? PyTorchReference(int threads, int steps, bool tuned = false) =>
+        RunPython(
+            "pytorch_reference.py",
+            ["--threads", threads.ToString(), "--steps", steps.ToString(), .. tuned ? new[] { "--channels-last" } : []],
+            tuned ? "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647" : null
+        );
+
+    /// <summary>Runs bench/SCRIPT with Debian's python3 (python3-torch) and parses the JSON object it prints last; null
+    /// (and a line saying why) when Python or torch is missing or the script fails.</summary>
+    public static System.Text.Json.Nodes.JsonNode? RunPython(string script, string[] args, string? glibcTunables = null)
     {
-        var script = Path.Combine("bench", "pytorch_reference.py");
-        if (!File.Exists("/usr/bin/python3") || !File.Exists(script))
+        var path = Path.Combine("bench", script);
+        if (!File.Exists("/usr/bin/python3") || !File.Exists(path))
         {
             Console.WriteLine(
                 "PyTorch reference skipped: needs /usr/bin/python3 with python3-torch (apt-get install python3-torch)"
             );
             return null;
         }
-        string[] arguments =
-        [
-            script,
-            "--threads",
-            threads.ToString(),
-            "--steps",
-            steps.ToString(),
-            .. tuned ? new[] { "--channels-last" } : [],
-        ];
-        var psi = new ProcessStartInfo("/usr/bin/python3", arguments)
+        var psi = new ProcessStartInfo("/usr/bin/python3", [path, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        if (tuned)
-            psi.Environment["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
+        if (glibcTunables is not null)
+            psi.Environment["GLIBC_TUNABLES"] = glibcTunables;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEnd();
         var stderr = p.StandardError.ReadToEnd();

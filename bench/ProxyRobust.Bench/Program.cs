@@ -27,7 +27,8 @@ if (args.Contains("--probe"))
         foreach (var b in new[] { 32, 128 })
             Probe.Run("preact-resnet18", b, 3, 32, reps);
     if (only is "" or "small-cnn")
-        Probe.Run("small-cnn", 128, 1, 28, reps);
+        foreach (var b in new[] { 64, 128, 256 })
+            Probe.Run("small-cnn", b, 1, 28, reps);
     return 0;
 }
 if (args.Contains("--store"))
@@ -75,6 +76,15 @@ if (args.Contains("--certify"))
     var cFile = Path.Combine(outDir, $"certify-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.json");
     AtomicFile.WriteAllText(cFile, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     Console.WriteLine($"written {cFile}");
+    return 0;
+}
+if (args.Contains("--unet"))
+{
+    results["unet"] = UNetBench.Run(peak, threads, Arg("--reps", 5));
+    Directory.CreateDirectory(outDir);
+    var uFile = Path.Combine(outDir, $"unet-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.json");
+    AtomicFile.WriteAllText(uFile, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"written {uFile}");
     return 0;
 }
 if (args.Contains("--autoattack"))

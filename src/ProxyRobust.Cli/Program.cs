@@ -33,6 +33,7 @@ var root = new RootCommand(
     SweepCommand.Create(cancel),
     ReportCommand.Create(),
     DemoCommand.Create(cancel),
+    GeneratorCommand.Create(cancel),
 };
 
 var parse = root.Parse(args);

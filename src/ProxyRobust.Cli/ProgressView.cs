@@ -1,5 +1,6 @@
 using ProxyRobust.Core;
 using ProxyRobust.Experiments;
+using ProxyRobust.Generative;
 using ProxyRobust.Training;
 using Spectre.Console;
 
@@ -76,6 +77,58 @@ internal static class ProgressView
                         }
                         task.MaxValue = Math.Max(1, p.Total);
                         task.Value = p.Total == 0 ? 1 : p.Done;
+                    })
+                );
+            });
+        return result;
+    }
+
+    /// <summary>Generator training: step, loss and rate; a line every 5 s with an ETA when not on a terminal.</summary>
+    public static T Generator<T>(string title, Func<IProgress<GeneratorProgress>, T> work)
+    {
+        if (Plain)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double last = -1e9;
+            long first = -1;
+            return work(
+                new Reporter<GeneratorProgress>(p =>
+                {
+                    double now = clock.Elapsed.TotalSeconds;
+                    if (first < 0)
+                        first = p.Step - 100; // reports come every 100 steps
+                    if (now - last < 5 && p.Step != p.Steps)
+                        return;
+                    last = now;
+                    double eta = (p.Steps - p.Step) * now / Math.Max(1, p.Step - first);
+                    Console.WriteLine(
+                        $"{title}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.ImagesPerSecond:F0} img/s eta "
+                            + TimeSpan.FromSeconds(eta).ToString(@"hh\:mm\:ss")
+                    );
+                })
+            );
+        }
+        T result = default!;
+        AnsiConsole
+            .Progress()
+            .AutoClear(false)
+            .Columns(
+                new TaskDescriptionColumn(),
+                new ProgressBarColumn(),
+                new PercentageColumn(),
+                new ElapsedTimeColumn(),
+                new RemainingTimeColumn(),
+                new SpinnerColumn()
+            )
+            .Start(ctx =>
+            {
+                ProgressTask? task = null;
+                result = work(
+                    new Reporter<GeneratorProgress>(p =>
+                    {
+                        task ??= ctx.AddTask(Markup.Escape(title), maxValue: p.Steps);
+                        task.Value = p.Step;
+                        task.Description = Markup.Escape($"{title} loss {p.Loss:F4} {p.ImagesPerSecond:F0} img/s");
                     })
                 );
             });

@@ -137,6 +137,34 @@ public static class TrainRun
 
     /// <summary>Settings a resumed run may change: where it writes, that it resumes, and attack chunking (same
     /// result).</summary>
+    /// <summary>
+    /// The real training images' split, as every classifier run makes it: a class-balanced validation set of
+    /// <paramref name="valSize"/> images first, then the training subset of <paramref name="trainSize"/> (null: the
+    /// rest), then the unused rest (the hold-out proxy). A generator trained on the same arguments sees exactly the
+    /// classifier's training images.
+    /// </summary>
+    public static (ImageDataset? Val, ImageDataset Train, ImageDataset Unused) RealSplits(
+        ImageDataset fullTrain,
+        int valSize,
+        int? trainSize,
+        int dataSeed
+    )
+    {
+        var pool = fullTrain;
+        ImageDataset? val = null;
+        if (valSize > 0)
+        {
+            if (valSize >= fullTrain.Count)
+                throw new ArgumentException($"a validation set of {valSize} images leaves no training images");
+            (val, pool) = fullTrain.Split(valSize, Seeds.Derive(dataSeed, 1));
+        }
+        if (trainSize is { } size && (size < 1 || size > pool.Count))
+            throw new ArgumentException($"a training subset of {size} images is outside 1..{pool.Count}");
+        var (train, unused) =
+            trainSize is { } n && n < pool.Count ? pool.Split(n, Seeds.Derive(dataSeed, 2)) : (pool, pool.Select([]));
+        return (val, train, unused);
+    }
+
     private static readonly string[] FreeOnResume =
     [
         nameof(TrainRunConfig.OutputDir),
@@ -200,20 +228,7 @@ public static class TrainRun
 
         // Real data: validation split first, then the training subset, then (optionally) a hold-out used as an ideal
         // proxy.
-        var pool = fullTrain;
-        ImageDataset? val = null;
-        if (config.ValSize > 0)
-        {
-            if (config.ValSize >= fullTrain.Count)
-                throw new ArgumentException($"a validation set of {config.ValSize} images leaves no training images");
-            (val, pool) = fullTrain.Split(config.ValSize, Seeds.Derive(config.DataSeed, 1));
-        }
-        if (config.TrainSize is { } size && (size < 1 || size > pool.Count))
-            throw new ArgumentException($"a training subset of {size} images is outside 1..{pool.Count}");
-        var (train, unused) =
-            config.TrainSize is { } n && n < pool.Count
-                ? pool.Split(n, Seeds.Derive(config.DataSeed, 2))
-                : (pool, pool.Select([]));
+        var (val, train, unused) = RealSplits(fullTrain, config.ValSize, config.TrainSize, config.DataSeed);
         using var synthetic = OpenSynthetic(config, train, unused);
         var eval =
             evalData is not null && config.EvalSize is { } m && m < evalData.Count

@@ -13,6 +13,40 @@ public static class FlopCounter
 {
     public static long ForwardMacsPerImage(Classifier model)
     {
+        bool training = model.training;
+        model.eval();
+        long macs = ForwardMacsPerImage(
+            model,
+            () =>
+            {
+                using var x = zeros(1, model.Spec.InChannels, model.Spec.Height, model.Spec.Width);
+                model.forward(x).Dispose();
+            }
+        );
+        model.train(training);
+        return macs;
+    }
+
+    /// <summary>The UNet's multiply-accumulates per image at one time step (self-attention's two batched products are
+    /// not counted: none in the default network).</summary>
+    public static long ForwardMacsPerImage(UNet net)
+    {
+        var s = net.Spec;
+        return ForwardMacsPerImage(
+            net,
+            () =>
+            {
+                using var x = zeros(1, s.Channels, s.Height, s.Width);
+                using var t = zeros(1, dtype: ScalarType.Int64);
+                net.call(x, t, t).Dispose();
+            }
+        );
+    }
+
+    /// <summary>Runs <paramref name="forward"/> (a pass on a batch) with hooks on the model's convolutions and linear
+    /// layers and returns their multiply-accumulates per image.</summary>
+    public static long ForwardMacsPerImage(nn.Module model, Action forward)
+    {
         long macs = 0;
         var removers = new List<Action>();
         foreach (var (_, m) in model.named_modules())
@@ -41,12 +75,8 @@ public static class FlopCounter
                 removers.Add(hl.remove);
             }
         }
-        bool training = model.training;
-        model.eval();
         using (no_grad())
-        using (var x = zeros(1, model.Spec.InChannels, model.Spec.Height, model.Spec.Width))
-            model.forward(x).Dispose();
-        model.train(training);
+            forward();
         foreach (var remove in removers)
             remove();
         return macs;

@@ -1,0 +1,104 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using ProxyRobust.Core;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace ProxyRobust.Generative;
+
+/// <summary>
+/// A generator checkpoint is two files, like a classifier's: STEM.safetensors (the network, its EMA or discriminator,
+/// optimiser moments, under name prefixes) and STEM.json (format, kind "ddpm" or "gan", spec, options, step, history,
+/// and the SHA-256 of the tensor file). Both are written to temporaries and renamed, tensors first.
+/// </summary>
+public static class GeneratorCheckpoint
+{
+    public const string Format = "proxyrobust-generator/1";
+
+    /// <summary>The checkpoint meant by a path: a folder (its final), STEM.json, STEM.safetensors or STEM.</summary>
+    public static string Resolve(string path) =>
+        Directory.Exists(path) ? Path.Combine(path, "final")
+        : path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? path[..^5]
+        : path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? path[..^12]
+        : path;
+
+    public static void Save(string stem, Dictionary<string, Tensor> tensors, JsonObject run)
+    {
+        byte[] bytes;
+        using (var ms = new MemoryStream())
+        {
+            Safetensors.SaveStateDict(ms, tensors, leaveOpen: true);
+            bytes = ms.ToArray();
+        }
+        AtomicFile.WriteAllBytes(stem + ".safetensors", bytes);
+        run["format"] = Format;
+        run["weights"] = Path.GetFileName(stem + ".safetensors");
+        run["weightsSha256"] = Convert.ToHexString(SHA256.HashData(bytes));
+        JsonFiles.WriteObject(stem + ".json", run);
+    }
+
+    /// <summary>Reads STEM.json and its tensors, checking the format and the tensors' hash.</summary>
+    public static (JsonObject Run, Dictionary<string, Tensor> Tensors) Read(string stem)
+    {
+        var json = stem + ".json";
+        if (!File.Exists(json))
+            throw new DataFormatException(json, "generator checkpoint not found");
+        JsonObject run;
+        try
+        {
+            run = JsonFiles.ReadObject(json);
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            throw new DataFormatException(json, $"is not a readable checkpoint ({e.Message})");
+        }
+        if (run["format"]?.GetValue<string>() != Format)
+            throw new DataFormatException(json, $"is not a generator checkpoint (expected format {Format})");
+        var weights = Path.Combine(Path.GetDirectoryName(stem) ?? "", run["weights"]?.GetValue<string>() ?? "");
+        if (!File.Exists(weights))
+            throw new DataFormatException(weights, "the checkpoint's tensor file is missing");
+        var bytes = File.ReadAllBytes(weights);
+        if (Convert.ToHexString(SHA256.HashData(bytes)) != run["weightsSha256"]?.GetValue<string>())
+            throw new DataFormatException(
+                weights,
+                "does not match its checkpoint (hash differs): truncated or replaced"
+            );
+        try
+        {
+            using var ms = new MemoryStream(bytes);
+            return (run, Safetensors.LoadStateDict(ms));
+        }
+        catch (Exception e)
+        {
+            throw new DataFormatException(weights, $"cannot be read as safetensors ({e.Message})");
+        }
+    }
+
+    /// <summary>The kind ("ddpm", "gan") of the checkpoint at a path.</summary>
+    public static string KindOf(string path)
+    {
+        var (run, tensors) = Read(Resolve(path));
+        foreach (var t in tensors.Values)
+            t.Dispose();
+        return run["kind"]?.GetValue<string>() ?? "ddpm";
+    }
+
+    /// <summary>Copies the tensors named PREFIX + (state-dict name) into a module, checking names and shapes.</summary>
+    public static void LoadInto(nn.Module module, Dictionary<string, Tensor> tensors, string prefix, string stem)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, t) in module.state_dict())
+        {
+            var source = Require(tensors, prefix + name, stem);
+            if (!source.shape.SequenceEqual(t.shape))
+                throw new DataFormatException(stem + ".safetensors", $"'{prefix + name}' has the wrong shape");
+            t.copy_(source);
+        }
+    }
+
+    public static Tensor Require(Dictionary<string, Tensor> tensors, string name, string stem) =>
+        tensors.TryGetValue(name, out var t)
+            ? t
+            : throw new DataFormatException(stem + ".safetensors", $"tensor '{name}' is missing");
+}
