@@ -38,17 +38,7 @@ internal static class ProgressView
             return work(new Reporter<TrainProgress>(lines.Training), new Reporter<(string, int, int)>(lines.Phase));
         }
         T result = default!;
-        AnsiConsole
-            .Progress()
-            .AutoClear(false)
-            .Columns(
-                new TaskDescriptionColumn(),
-                new ProgressBarColumn(),
-                new PercentageColumn(),
-                new ElapsedTimeColumn(),
-                new RemainingTimeColumn(),
-                new SpinnerColumn()
-            )
+        Bars()
             .Start(ctx =>
             {
                 ProgressTask? trainTask = null;
@@ -109,17 +99,7 @@ internal static class ProgressView
             );
         }
         T result = default!;
-        AnsiConsole
-            .Progress()
-            .AutoClear(false)
-            .Columns(
-                new TaskDescriptionColumn(),
-                new ProgressBarColumn(),
-                new PercentageColumn(),
-                new ElapsedTimeColumn(),
-                new RemainingTimeColumn(),
-                new SpinnerColumn()
-            )
+        Bars()
             .Start(ctx =>
             {
                 ProgressTask? task = null;
@@ -134,6 +114,20 @@ internal static class ProgressView
             });
         return result;
     }
+
+    /// <summary>Live bars with percentage, elapsed time, ETA and a spinner.</summary>
+    private static Progress Bars() =>
+        AnsiConsole
+            .Progress()
+            .AutoClear(false)
+            .Columns(
+                new TaskDescriptionColumn(),
+                new ProgressBarColumn(),
+                new PercentageColumn(),
+                new ElapsedTimeColumn(),
+                new RemainingTimeColumn(),
+                new SpinnerColumn()
+            );
 
     /// <summary>The experiment observer of the CLI: log lines on stdout, each cell's progress as above.</summary>
     public sealed class ExperimentView : IExperimentObserver

@@ -56,17 +56,14 @@ public static class DdpmTraining
         CancellationToken cancel = default
     )
     {
-        if (data.Channels != spec.Net.Channels || data.Height != spec.Net.Height || data.Width != spec.Net.Width)
-            throw new DataFormatException(
-                data.Source,
-                $"{data.Channels}x{data.Height}x{data.Width} images, the generator is for "
-                    + $"{spec.Net.Channels}x{spec.Net.Height}x{spec.Net.Width}"
-            );
-        if (data.NumClasses != spec.Net.NumClasses)
-            throw new DataFormatException(
-                data.Source,
-                $"{data.NumClasses} classes, the generator has {spec.Net.NumClasses}"
-            );
+        GeneratorCheckpoint.CheckData(
+            data,
+            spec.Net.Channels,
+            spec.Net.Height,
+            spec.Net.Width,
+            spec.Net.NumClasses,
+            "generator"
+        );
         var device = torch.device(options.Device);
         torch.manual_seed(options.Seed);
         var ddpm = new Ddpm(spec);
@@ -238,21 +235,7 @@ public static class DdpmTraining
                 stem + ".json",
                 "was written for another generator; start a new output folder"
             );
-        var saved = JsonFiles.FromNode<DdpmTrainOptions>(run["options"]);
-        if (
-            saved is null
-            || saved with
-            {
-                CheckpointEverySteps = 0,
-                GridEverySteps = 0,
-                Device = "",
-                Steps = 0,
-            } != options with { CheckpointEverySteps = 0, GridEverySteps = 0, Device = "", Steps = 0 }
-        )
-            throw new DataFormatException(
-                stem + ".json",
-                "was written with different training options; resume with the same options or start a new output folder"
-            );
+        GeneratorCheckpoint.CheckSameOptions(run, options, FreeOnResume, stem);
         using (var noGrad = no_grad())
         {
             GeneratorCheckpoint.LoadInto(ddpm.Net, tensors, "", stem);
@@ -269,6 +252,16 @@ public static class DdpmTraining
             run["history"]?.DeepClone().AsArray() ?? []
         );
     }
+
+    /// <summary>What may change when a run is resumed: the total steps, intervals and the device.</summary>
+    internal static DdpmTrainOptions FreeOnResume(DdpmTrainOptions o) =>
+        o with
+        {
+            Steps = 0,
+            CheckpointEverySteps = 0,
+            GridEverySteps = 0,
+            Device = "",
+        };
 
     /// <summary>Records compare arrays by reference; two specs are the same when their JSON is.</summary>
     private static bool SameSpec(DdpmSpec a, DdpmSpec b) =>

@@ -77,14 +77,7 @@ public static class GanTraining
         CancellationToken cancel = default
     )
     {
-        if (data.Channels != spec.Channels || data.Height != spec.Height || data.Width != spec.Width)
-            throw new DataFormatException(
-                data.Source,
-                $"{data.Channels}x{data.Height}x{data.Width} images, the GAN is for "
-                    + $"{spec.Channels}x{spec.Height}x{spec.Width}"
-            );
-        if (data.NumClasses != spec.NumClasses)
-            throw new DataFormatException(data.Source, $"{data.NumClasses} classes, the GAN has {spec.NumClasses}");
+        GeneratorCheckpoint.CheckData(data, spec.Channels, spec.Height, spec.Width, spec.NumClasses, "GAN");
         var device = torch.device(options.Device);
         torch.manual_seed(options.Seed);
         var gan = new Gan(spec);
@@ -245,21 +238,12 @@ public static class GanTraining
                 stem + ".json",
                 "was written for another generator; start a new output folder"
             );
-        var saved = JsonFiles.FromNode<GanTrainOptions>(run["options"]);
-        if (
-            saved is null
-            || saved with
-            {
-                CheckpointEverySteps = 0,
-                GridEverySteps = 0,
-                Device = "",
-                Steps = 0,
-            } != options with { CheckpointEverySteps = 0, GridEverySteps = 0, Device = "", Steps = 0 }
-        )
-            throw new DataFormatException(
-                stem + ".json",
-                "was written with different training options; resume with the same options or start a new output folder"
-            );
+        GeneratorCheckpoint.CheckSameOptions(
+            run,
+            options,
+            o => o with { Steps = 0, CheckpointEverySteps = 0, GridEverySteps = 0, Device = "" },
+            stem
+        );
         GeneratorCheckpoint.LoadInto(generator, tensors, "", stem);
         GeneratorCheckpoint.LoadInto(d, tensors, DiscriminatorPrefix, stem);
         using (no_grad())

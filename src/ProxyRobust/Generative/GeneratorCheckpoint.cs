@@ -101,4 +101,30 @@ public static class GeneratorCheckpoint
         tensors.TryGetValue(name, out var t)
             ? t
             : throw new DataFormatException(stem + ".safetensors", $"tensor '{name}' is missing");
+
+    /// <summary>The training images fit the generator: shape and class count (one error naming the data
+    /// otherwise).</summary>
+    public static void CheckData(Data.ImageDataset data, int channels, int height, int width, int classes, string what)
+    {
+        if (data.Channels != channels || data.Height != height || data.Width != width)
+            throw new DataFormatException(
+                data.Source,
+                $"{data.Channels}x{data.Height}x{data.Width} images, the {what} is for {channels}x{height}x{width}"
+            );
+        if (data.NumClasses != classes)
+            throw new DataFormatException(data.Source, $"{data.NumClasses} classes, the {what} has {classes}");
+    }
+
+    /// <summary>A resumed run must continue the same run: the options saved in STEM.json equal these, apart from the
+    /// ones that may change between runs (<paramref name="free"/> sets them to a common value on both sides).</summary>
+    public static void CheckSameOptions<T>(JsonObject run, T options, Func<T, T> free, string stem)
+        where T : class
+    {
+        var saved = JsonFiles.FromNode<T>(run["options"]);
+        if (saved is null || !free(saved).Equals(free(options)))
+            throw new DataFormatException(
+                stem + ".json",
+                "was written with different training options; resume with the same options or start a new output folder"
+            );
+    }
 }
