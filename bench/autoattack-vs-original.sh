@@ -55,6 +55,7 @@ print(f"| total | {ours_total:.1f} | {orig_total:.1f} | **{orig_total / ours_tot
 print(f"| whole command (process start to exit) | {ours_wall:.1f} | {orig_wall:.1f} | {orig_wall / ours_wall:.2f}x |")
 print(f"robust accuracy: ours {ours['autoattack']['accuracy']:.2%}, original {orig['robustAccuracy']:.2%}; "
       f"robust for both {both}, only ours {a.count('1') - both}, only original {b.count('1') - both}")
+ours["checkpoint"] = "model (trained by the script in its temporary folder)" if "/tmp" in ours["checkpoint"] else ours["checkpoint"]
 json.dump({"peakGflops": peak, "points": n, "ours": ours, "original": orig,
            "ratio": orig_total / ours_total,
            "oursWallSeconds": ours_wall, "originalWallSeconds": orig_wall}, open(out, "w"), indent=1)
