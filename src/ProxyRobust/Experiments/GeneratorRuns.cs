@@ -138,9 +138,7 @@ public static class GeneratorTrainRun
             description = spec.Net.ToString();
             parameters = ema.Net.ParameterCount();
         }
-        var (run, tensors) = GeneratorCheckpoint.Read(Path.Combine(r.OutputDir, "final"));
-        foreach (var t in tensors.Values)
-            t.Dispose();
+        var run = GeneratorCheckpoint.ReadRun(Path.Combine(r.OutputDir, "final"));
         var history = run["history"]?.AsArray();
         double finalLoss = history is { Count: > 0 }
             ? (history[^1]!["loss"] ?? history[^1]!["discriminatorLoss"])!.GetValue<double>()
@@ -217,9 +215,8 @@ public static class GeneratorSampleRun
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var stem = GeneratorCheckpoint.Resolve(r.Checkpoint);
-        var (run, tensors) = GeneratorCheckpoint.Read(stem);
-        foreach (var t in tensors.Values)
-            t.Dispose();
+        // the record only: loading the generator below reads and checks its tensors
+        var run = GeneratorCheckpoint.ReadRun(stem);
         bool isGan = run["kind"]?.GetValue<string>() == "gan";
         var device = torch.device(r.Device);
         using var ddpm = isGan ? null : DdpmTraining.Load(stem, ema: !r.RawWeights, r.Device);

@@ -38,8 +38,8 @@ public static class GeneratorCheckpoint
         JsonFiles.WriteObject(stem + ".json", run);
     }
 
-    /// <summary>Reads STEM.json and its tensors, checking the format and the tensors' hash.</summary>
-    public static (JsonObject Run, Dictionary<string, Tensor> Tensors) Read(string stem)
+    /// <summary>Reads STEM.json alone (the run's record), checking its format.</summary>
+    public static JsonObject ReadRun(string stem)
     {
         var json = stem + ".json";
         if (!File.Exists(json))
@@ -55,6 +55,13 @@ public static class GeneratorCheckpoint
         }
         if (run["format"]?.GetValue<string>() != Format)
             throw new DataFormatException(json, $"is not a generator checkpoint (expected format {Format})");
+        return run;
+    }
+
+    /// <summary>Reads STEM.json and its tensors, checking the format and the tensors' hash.</summary>
+    public static (JsonObject Run, Dictionary<string, Tensor> Tensors) Read(string stem)
+    {
+        var run = ReadRun(stem);
         var weights = Path.Combine(Path.GetDirectoryName(stem) ?? "", run["weights"]?.GetValue<string>() ?? "");
         if (!File.Exists(weights))
             throw new DataFormatException(weights, "the checkpoint's tensor file is missing");
@@ -73,15 +80,6 @@ public static class GeneratorCheckpoint
         {
             throw new DataFormatException(weights, $"cannot be read as safetensors ({e.Message})");
         }
-    }
-
-    /// <summary>The kind ("ddpm", "gan") of the checkpoint at a path.</summary>
-    public static string KindOf(string path)
-    {
-        var (run, tensors) = Read(Resolve(path));
-        foreach (var t in tensors.Values)
-            t.Dispose();
-        return run["kind"]?.GetValue<string>() ?? "ddpm";
     }
 
     /// <summary>Copies the tensors named PREFIX + (state-dict name) into a module, checking names and shapes.</summary>
