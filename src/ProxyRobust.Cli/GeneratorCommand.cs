@@ -53,6 +53,11 @@ internal static class GeneratorCommand
             Description = "GAN: discriminator steps per generator step",
             DefaultValueFactory = _ => 1,
         }.Positive();
+        var modeSeeking = new Option<double>("--mode-seeking")
+        {
+            Description = "GAN: weight of the mode-seeking term against z being ignored (Mao et al. 2019; 0: off)",
+            DefaultValueFactory = _ => 1,
+        }.NonNegative();
         var data = Shared.Data();
         var classes = Shared.Classes();
         var trainSize = new Option<int?>("--train-size")
@@ -162,6 +167,7 @@ internal static class GeneratorCommand
             latent,
             ganWidth,
             dSteps,
+            modeSeeking,
             data,
             classes,
             trainSize,
@@ -205,6 +211,7 @@ internal static class GeneratorCommand
                         BatchSize = p.GetValue(batch),
                         LearningRate = p.GetValue(lr),
                         DiscriminatorSteps = p.GetValue(dSteps),
+                        ModeSeeking = p.GetValue(modeSeeking),
                         CheckpointEverySteps = p.GetValue(checkpointEvery),
                         GridEverySteps = p.GetValue(gridEvery),
                     },

@@ -19,6 +19,9 @@ public sealed record GanTrainOptions
     public double Beta1 { get; init; } = 0.5;
     public double Beta2 { get; init; } = 0.999;
     public int DiscriminatorSteps { get; init; } = 1;
+
+    /// <summary>Weight of the mode-seeking term (Mao et al. 2019, eq. 3); 0 turns it off.</summary>
+    public double ModeSeeking { get; init; } = 1;
     public long CheckpointEverySteps { get; init; } = 500;
     public long GridEverySteps { get; init; } = 2000;
     public int Seed { get; init; }
@@ -174,8 +177,7 @@ public static class GanTraining
                     float dValue = lossD.item<float>();
                     if (batchIndex % options.DiscriminatorSteps == 0)
                     {
-                        var z2 = randn([y.shape[0], spec.LatentDim], device: device, generator: g);
-                        var lossG = -d.call(gan.Generator.call(z2, y), y).mean();
+                        var lossG = GeneratorLoss(gan.Generator, d, y, spec.LatentDim, options.ModeSeeking, g);
                         gan.Generator.zero_grad();
                         d.zero_grad();
                         lossG.backward();
@@ -220,6 +222,37 @@ public static class GanTraining
             grid(step, gan);
         gan.Generator.eval();
         return gan;
+    }
+
+    /// <summary>
+    /// The generator's hinge loss -E[D(G(z, y), y)], plus, with weight lambda, the mode-seeking term of Mao et al. 2019
+    /// (MSGAN, eq. 3): the batch is two halves with the same labels and different latents, and 1 / (mean|G(z1, y) -
+    /// G(z2, y)| / mean|z1 - z2| + 1e-5) is minimised. Without it the conditional generator here learned to ignore z
+    /// and gave one image per class (docs/GENERATORS.md).
+    /// </summary>
+    internal static Tensor GeneratorLoss(
+        GanGenerator generator,
+        ProjectionDiscriminator d,
+        Tensor labels,
+        int latentDim,
+        double lambda,
+        torch.Generator g
+    )
+    {
+        using var scope = NewDisposeScope();
+        long half = labels.shape[0] / 2;
+        if (lambda <= 0 || half == 0)
+        {
+            var z = randn([labels.shape[0], latentDim], device: labels.device, generator: g);
+            return (-d.call(generator.call(z, labels), labels).mean()).MoveToOuterDisposeScope();
+        }
+        var pairLabels = labels.narrow(0, 0, half).repeat(2);
+        var z2 = randn([2 * half, latentDim], device: labels.device, generator: g);
+        var images = generator.call(z2, pairLabels);
+        var adversarial = -d.call(images, pairLabels).mean();
+        var imageGap = (images.narrow(0, 0, half) - images.narrow(0, half, half)).abs().mean();
+        var latentGap = (z2.narrow(0, 0, half) - z2.narrow(0, half, half)).abs().mean();
+        return (adversarial + lambda / (imageGap / latentGap + 1e-5)).MoveToOuterDisposeScope();
     }
 
     private static (long Step, double Seconds, JsonArray History) Restore(

@@ -77,14 +77,14 @@ public sealed class GanGenerator : Module<Tensor, Tensor, Tensor>
 
 /// <summary>
 /// Projection discriminator (Miyato &amp; Koyama 2018) with spectral normalisation on every layer (Miyato et al. 2018):
-/// three convolutions (w, 2w stride 2; 4w) with leaky ReLU 0.1, sum pooling to phi(x), and the score psi(phi(x)) +
-/// embedding(y) . phi(x).
+/// the "standard CNN" of Miyato et al. (Table 3) cut to two down-samplings for small images: 3x3 w, 4x4/2 w, 3x3 2w,
+/// 4x4/2 2w, 3x3 4w, each followed by leaky ReLU 0.1; sum pooling to phi(x), and the score psi(phi(x)) + embedding(y) .
+/// phi(x). (A three-layer version, 4x4/2 w, 4x4/2 2w, 3x3 4w, was too weak: its hinge loss stayed near 1.5 and the
+/// generator collapsed to one image per class, docs/GENERATORS.md.)
 /// </summary>
 public sealed class ProjectionDiscriminator : Module<Tensor, Tensor, Tensor>
 {
-    private readonly SpectralNormConv2d conv1,
-        conv2,
-        conv3;
+    private readonly ModuleList<SpectralNormConv2d> convs;
     private readonly SpectralNormLinear score;
     private readonly SpectralNormLinear classProjection;
 
@@ -96,9 +96,13 @@ public sealed class ProjectionDiscriminator : Module<Tensor, Tensor, Tensor>
         spec.Validate();
         Spec = spec;
         int w = spec.BaseWidth;
-        conv1 = new SpectralNormConv2d(spec.Channels, w, 4, 2, 1);
-        conv2 = new SpectralNormConv2d(w, 2 * w, 4, 2, 1);
-        conv3 = new SpectralNormConv2d(2 * w, 4 * w, 3, 1, 1);
+        convs = new ModuleList<SpectralNormConv2d>(
+            new SpectralNormConv2d(spec.Channels, w, 3, 1, 1),
+            new SpectralNormConv2d(w, w, 4, 2, 1),
+            new SpectralNormConv2d(w, 2 * w, 3, 1, 1),
+            new SpectralNormConv2d(2 * w, 2 * w, 4, 2, 1),
+            new SpectralNormConv2d(2 * w, 4 * w, 3, 1, 1)
+        );
         score = new SpectralNormLinear(4 * w, 1);
         // the class embedding as a bias-free linear map of the one-hot label, normalised like the rest
         classProjection = new SpectralNormLinear(spec.NumClasses, 4 * w, bias: false);
@@ -108,9 +112,9 @@ public sealed class ProjectionDiscriminator : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor labels)
     {
         using var scope = NewDisposeScope();
-        var h = functional.leaky_relu(conv1.call(x), 0.1);
-        h = functional.leaky_relu(conv2.call(h), 0.1);
-        h = functional.leaky_relu(conv3.call(h), 0.1);
+        var h = x;
+        foreach (var conv in convs)
+            h = functional.leaky_relu(conv.call(h), 0.1);
         var phi = h.sum([2, 3]);
         var embedded = classProjection.call(functional.one_hot(labels, Spec.NumClasses).to(phi.dtype));
         return (score.call(phi).squeeze(1) + (embedded * phi).sum(1)).MoveToOuterDisposeScope();
