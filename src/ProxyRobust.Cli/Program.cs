@@ -34,6 +34,7 @@ var root = new RootCommand(
     ReportCommand.Create(),
     DemoCommand.Create(cancel),
     GeneratorCommand.Create(cancel),
+    SyntheticCommand.Create(),
 };
 
 var parse = root.Parse(args);

@@ -22,8 +22,15 @@ public static partial class Npy
         if (!File.Exists(path))
             throw new DataFormatException(path, "file not found");
         using var fs = File.OpenRead(path);
+        return ReadHeader(fs, path, fs.Length);
+    }
+
+    /// <summary>Parses the header from the start of <paramref name="s"/> (which need not seek, e.g. an .npz entry),
+    /// leaving it at the data; <paramref name="length"/>, when known, is checked against the shape.</summary>
+    public static Header ReadHeader(Stream s, string path, long? length)
+    {
         Span<byte> pre = stackalloc byte[12];
-        int got = fs.ReadAtLeast(pre, 12, throwOnEndOfStream: false);
+        int got = s.ReadAtLeast(pre[..10], 10, throwOnEndOfStream: false);
         if (got < 10 || !pre[..6].SequenceEqual(Magic))
             throw new DataFormatException(path, "not a .npy file (missing \\x93NUMPY magic)");
         int major = pre[6];
@@ -36,16 +43,18 @@ public static partial class Npy
         }
         else if (major is 2 or 3)
         {
+            if (s.ReadAtLeast(pre[10..], 2, throwOnEndOfStream: false) < 2)
+                throw new DataFormatException(path, "truncated .npy header");
             headerLen = BinaryPrimitives.ReadUInt32LittleEndian(pre[8..]);
             dataStart = 12 + headerLen;
         }
         else
             throw new DataFormatException(path, $".npy format version {major} is not supported");
-        if (dataStart > fs.Length)
+        if (dataStart > (length ?? long.MaxValue) || headerLen > 1 << 20)
             throw new DataFormatException(path, "truncated .npy header");
         var headerBytes = new byte[headerLen];
-        fs.Position = dataStart - headerLen;
-        fs.ReadExactly(headerBytes);
+        if (s.ReadAtLeast(headerBytes, headerBytes.Length, throwOnEndOfStream: false) < headerBytes.Length)
+            throw new DataFormatException(path, "truncated .npy header");
         var text = Encoding.Latin1.GetString(headerBytes);
 
         var descr = DescrRegex().Match(text);
@@ -64,7 +73,7 @@ public static partial class Npy
         if (h.Descr.Length < 3 || h.Descr[0] == '>' && h.ElementSize > 1)
             throw new DataFormatException(path, $"big-endian dtype '{h.Descr}' is not supported");
         long expectedBytes = h.ElementCount * h.ElementSize;
-        long actual = fs.Length - dataStart;
+        long actual = (length ?? long.MaxValue) - dataStart;
         if (actual < expectedBytes)
             throw new DataFormatException(
                 path,
@@ -81,7 +90,16 @@ public static partial class Npy
     /// uint8.</summary>
     public static int[] ReadLabels(string path)
     {
-        var h = ReadHeader(path);
+        if (!File.Exists(path))
+            throw new DataFormatException(path, "file not found");
+        using var fs = File.OpenRead(path);
+        return ReadLabels(fs, path, fs.Length);
+    }
+
+    /// <summary>Labels from a stream at the start of a .npy (e.g. an .npz entry).</summary>
+    public static int[] ReadLabels(Stream s, string path, long? length = null)
+    {
+        var h = ReadHeader(s, path, length);
         if (h.Shape.Length != 1)
             throw new DataFormatException(
                 path,
@@ -90,7 +108,9 @@ public static partial class Npy
         var kind = Kind(h);
         if (kind is not ("i8" or "i4" or "u1"))
             throw new DataFormatException(path, $"labels must be int64 (dtype '{h.Descr}' found)");
-        var bytes = ReadData(path, h);
+        var bytes = new byte[h.ElementCount * h.ElementSize];
+        if (s.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false) < bytes.Length)
+            throw new DataFormatException(path, $"truncated: {h.ElementCount} labels do not fit in the file");
         var labels = new int[h.Shape[0]];
         for (int i = 0; i < labels.Length; i++)
         {

@@ -49,6 +49,22 @@ public sealed class Classifier : Module<Tensor, Tensor>
         return net.call(channelsLast);
     }
 
+    /// <summary>
+    /// The penultimate activations (the input of the last linear layer): SmallCnn's 128 ReLU units after fc1, the
+    /// ResNets' globally pooled features. The feature space of `synthetic report`'s Fréchet distance and
+    /// precision/recall.
+    /// </summary>
+    public Tensor Features(Tensor x)
+    {
+        if (net is not IHasFeatures body)
+            throw new NotSupportedException($"{Spec} does not expose penultimate features");
+        using var normalised = normalize.call(x);
+        if (!ChannelsLast)
+            return body.Features(normalised);
+        using var channelsLast = ToChannelsLast(normalised);
+        return body.Features(channelsLast);
+    }
+
     /// <summary>The same NCHW tensor with channels-last strides: libtorch's channels_last memory format, built from a
     /// permuted copy because TorchSharp does not expose memory formats.</summary>
     public static Tensor ToChannelsLast(Tensor t)
@@ -56,6 +72,12 @@ public sealed class Classifier : Module<Tensor, Tensor>
         using var nhwc = t.permute(0, 2, 3, 1).contiguous();
         return nhwc.permute(0, 3, 1, 2);
     }
+}
+
+/// <summary>An architecture whose logits are a linear map of features it can return on their own.</summary>
+public interface IHasFeatures
+{
+    Tensor Features(Tensor x);
 }
 
 public sealed class Normalize : Module<Tensor, Tensor>
@@ -76,7 +98,7 @@ public sealed class Normalize : Module<Tensor, Tensor>
 }
 
 /// <summary>Two conv layers with max pooling and two linear layers: the fast model for 28x28 gray images.</summary>
-public sealed class SmallCnn : Module<Tensor, Tensor>
+public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
 {
     private readonly Conv2d conv1,
         conv2;
@@ -100,16 +122,21 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
         // monotone; the arg-max of a window is the same element), on a quarter of the elements. The first pooling runs
         // on a channels-last copy: libtorch's NCHW max-pool kernel is scalar and took 44% of an attack step, the
         // channels-last one is vectorised (bench/RESULTS.md: attack step 22.5 -> 16.9 ms at batch 128).
+        return fc2.call(Features(x)).MoveToOuterDisposeScope();
+    }
+
+    public Tensor Features(Tensor x)
+    {
+        using var scope = NewDisposeScope();
         var h = functional.relu(functional.max_pool2d(Classifier.ToChannelsLast(conv1.call(x)), 2));
         h = functional.relu(functional.max_pool2d(conv2.call(h), 2));
-        h = functional.relu(fc1.call(h.flatten(1)));
-        return fc2.call(h).MoveToOuterDisposeScope();
+        return functional.relu(fc1.call(h.flatten(1))).MoveToOuterDisposeScope();
     }
 }
 
 /// <summary>Pre-activation ResNet-18 (He et al. 2016), as used throughout the adversarial-training
 /// literature.</summary>
-public sealed class PreActResNet18 : Module<Tensor, Tensor>
+public sealed class PreActResNet18 : Module<Tensor, Tensor>, IHasFeatures
 {
     private readonly Conv2d conv1;
     private readonly Sequential layer1,
@@ -146,9 +173,14 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        return linear.call(Features(x)).MoveToOuterDisposeScope();
+    }
+
+    public Tensor Features(Tensor x)
+    {
+        using var scope = NewDisposeScope();
         var h = layer4.call(layer3.call(layer2.call(layer1.call(conv1.call(x)))));
-        h = functional.adaptive_avg_pool2d(functional.relu(bn.call(h)), 1).flatten(1);
-        return linear.call(h).MoveToOuterDisposeScope();
+        return functional.adaptive_avg_pool2d(functional.relu(bn.call(h)), 1).flatten(1).MoveToOuterDisposeScope();
     }
 }
 
@@ -192,7 +224,7 @@ public sealed class PreActBlock : Module<Tensor, Tensor>
 
 /// <summary>WideResNet-depth-widen (Zagoruyko &amp; Komodakis 2016), the pre-activation variant of TRADES/robustness
 /// code.</summary>
-public sealed class WideResNet : Module<Tensor, Tensor>
+public sealed class WideResNet : Module<Tensor, Tensor>, IHasFeatures
 {
     private readonly Conv2d conv1;
     private readonly Sequential block1,
@@ -231,8 +263,13 @@ public sealed class WideResNet : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        return fc.call(Features(x)).MoveToOuterDisposeScope();
+    }
+
+    public Tensor Features(Tensor x)
+    {
+        using var scope = NewDisposeScope();
         var h = block3.call(block2.call(block1.call(conv1.call(x))));
-        h = functional.adaptive_avg_pool2d(functional.relu(bn1.call(h)), 1).flatten(1);
-        return fc.call(h).MoveToOuterDisposeScope();
+        return functional.adaptive_avg_pool2d(functional.relu(bn1.call(h)), 1).flatten(1).MoveToOuterDisposeScope();
     }
 }
