@@ -272,8 +272,26 @@ internal static class GeneratorCommand
     {
         var checkpoint = new Option<string>("--checkpoint")
         {
-            Description = "generator folder (its final.json) or checkpoint .json",
+            Description =
+                "generator folder (its final.json), checkpoint .json, or an ONNX generator (.onnx, with --classes)",
             Required = true,
+        };
+        var onnxClasses = new Option<int?>("--classes")
+        {
+            Description = "ONNX generator: its number of classes (labels 0..N-1 go to its label input)",
+        }.Positive();
+        var onnxRange = new Option<string>("--output-range")
+        {
+            Description = "ONNX generator: range of its images, -1,1 (tanh) or 0,1",
+            DefaultValueFactory = _ => "-1,1",
+        }.AcceptOnlyFromAmong("-1,1", "0,1");
+        var latentInput = new Option<string?>("--latent-input")
+        {
+            Description = "ONNX generator: name of its latent input (default: the float [N, D] input)",
+        };
+        var labelInput = new Option<string?>("--label-input")
+        {
+            Description = "ONNX generator: name of its label input (default: the integer [N] input)",
         };
         var output = new Option<string>("--out")
         {
@@ -348,6 +366,10 @@ internal static class GeneratorCommand
             eta,
             shard,
             raw,
+            onnxClasses,
+            onnxRange,
+            latentInput,
+            labelInput,
             batch,
             seed,
             device,
@@ -377,6 +399,10 @@ internal static class GeneratorCommand
                     ShardCount = sh[1],
                     RawWeights = p.GetValue(raw),
                     Device = p.GetValue(device)!,
+                    OnnxClasses = p.GetValue(onnxClasses),
+                    OnnxRange = p.GetValue(onnxRange) == "0,1" ? FloatRange.ZeroOne : FloatRange.MinusOneOne,
+                    LatentInput = p.GetValue(latentInput),
+                    LabelInput = p.GetValue(labelInput),
                 };
                 Shared.StartTorch(p.GetValue(threads));
                 var o = ProgressView.Stages(

@@ -224,3 +224,101 @@ public sealed class SyntheticImportTests : IDisposable
         Assert.False(File.Exists(P("s.npy")));
     }
 }
+
+public sealed class OnnxGeneratorTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("proxyrobust-onnx-gen-").FullName;
+
+    public OnnxGeneratorTests() => TestSupport.InitTorch();
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    /// <summary>images = reshape(tanh(E[y] + z W), N x 1 x 4 x 4): a 3-class generator with a 4-d latent.</summary>
+    private string Model(string name, float latentWeight, bool singleInput = false)
+    {
+        var g = new ProxyRobust.Export.OnnxGraph();
+        var e = g.Initializer(
+            "E",
+            [3, 16],
+            Enumerable.Range(0, 48).Select(i => (i / 16 - 1) * 0.6f + (i % 16) * 0.03f).ToArray()
+        );
+        var w = g.Initializer("W", [4, 16], Enumerable.Range(0, 64).Select(i => latentWeight * MathF.Sin(i)).ToArray());
+        var shape = g.Int64Initializer("shape", [4], [-1, 1, 4, 4]);
+        g.Input("z", [null, 4]);
+        string sum;
+        if (singleInput)
+            sum = g.Node("MatMul", ["z", w]);
+        else
+        {
+            g.Input("y", [null], int64: true);
+            sum = g.Node("Add", [g.Node("Gather", [e, "y"], null, ("axis", 0)), g.Node("MatMul", ["z", w])]);
+        }
+        g.Node("Reshape", [g.Node("Tanh", [sum]), shape], "images");
+        g.Output("images", [null, 1, 4, 4]);
+        var path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, g.ToModel("generator"));
+        return path;
+    }
+
+    private Experiments.GeneratorSampleOutcome Sample(string model, string store, int shard = 0, int shards = 1) =>
+        Experiments.GeneratorSampleRun.Execute(
+            new Experiments.GeneratorSampleRequest
+            {
+                Checkpoint = model,
+                Output = Path.Combine(dir, store),
+                Count = 7,
+                ChunkSize = 3,
+                BatchSize = 2,
+                OnnxClasses = 3,
+                ShardIndex = shard,
+                ShardCount = shards,
+            }
+        );
+
+    [Fact]
+    public void A_generator_that_ignores_its_latent_gives_the_pixels_of_its_formula_per_label()
+    {
+        Sample(Model("g.onnx", 0), "s.npy");
+        var h = Npy.ReadHeader(Path.Combine(dir, "s.npy"));
+        Assert.Equal(new long[] { 7, 4, 4, 1 }, h.Shape);
+        var pixels = File.ReadAllBytes(Path.Combine(dir, "s.npy"))[(int)h.DataOffset..];
+        var labels = Npy.ReadLabels(Path.Combine(dir, "s.labels.npy"));
+        Assert.Equal(Enumerable.Range(0, 7).Select(i => i % 3), labels);
+        for (int i = 0; i < 7; i++)
+        for (int p = 0; p < 16; p++)
+        {
+            double e = (labels[i] - 1) * 0.6 + p * 0.03;
+            Assert.Equal((byte)Math.Round((Math.Tanh(e) + 1) / 2 * 255), pixels[i * 16 + p]);
+        }
+    }
+
+    [Fact]
+    public void Latents_vary_the_images_and_two_shards_make_the_single_process_store()
+    {
+        var model = Model("g.onnx", 0.5f);
+        Sample(model, "one.npy");
+        Sample(model, "two.npy", 0, 2);
+        var second = Sample(model, "two.npy", 1, 2);
+        Assert.True(second.Complete);
+        var one = File.ReadAllBytes(Path.Combine(dir, "one.npy"));
+        Assert.Equal(one, File.ReadAllBytes(Path.Combine(dir, "two.npy")));
+        // images 0 and 3 share label 0 but not their latent
+        int offset = (int)Npy.ReadHeader(Path.Combine(dir, "one.npy")).DataOffset;
+        Assert.NotEqual(one.AsSpan(offset, 16).ToArray(), one.AsSpan(offset + 3 * 16, 16).ToArray());
+    }
+
+    [Fact]
+    public void Unusable_onnx_files_fail_with_one_error_naming_the_file()
+    {
+        var garbage = Path.Combine(dir, "garbage.onnx");
+        File.WriteAllBytes(garbage, [1, 2, 3, 4, 5]);
+        var e1 = Assert.Throws<DataFormatException>(() => Sample(garbage, "a.npy"));
+        Assert.Contains("not a loadable ONNX model", e1.Message);
+        var e2 = Assert.Throws<DataFormatException>(() =>
+            Sample(Model("unconditional.onnx", 1, singleInput: true), "b.npy")
+        );
+        Assert.Contains("unconditional.onnx", e2.Message);
+        Assert.Contains("label", e2.Message);
+        Assert.False(File.Exists(Path.Combine(dir, "a.npy")));
+    }
+}

@@ -194,6 +194,13 @@ public sealed record GeneratorSampleRequest
     public int ShardCount { get; init; } = 1;
     public bool RawWeights { get; init; }
     public string Device { get; init; } = "cpu";
+
+    /// <summary>An ONNX generator (Checkpoint ending in .onnx): its number of classes, output range and, when the
+    /// signature is ambiguous, the names of its latent and label inputs.</summary>
+    public int? OnnxClasses { get; init; }
+    public FloatRange OnnxRange { get; init; } = FloatRange.MinusOneOne;
+    public string? LatentInput { get; init; }
+    public string? LabelInput { get; init; }
 }
 
 public sealed record GeneratorSampleOutcome(
@@ -214,6 +221,8 @@ public static class GeneratorSampleRun
     )
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        if (r.Checkpoint.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+            return FromOnnx(r, clock, progress, cancel);
         var stem = GeneratorCheckpoint.Resolve(r.Checkpoint);
         // the record only: loading the generator below reads and checks its tensors
         var run = GeneratorCheckpoint.ReadRun(stem);
@@ -247,6 +256,55 @@ public static class GeneratorSampleRun
             ? (labels, g) => gan!.Sample(labels.to(device), g)
             : (labels, g) => ddpm!.Sample(labels.to(device), plan.SamplerOrDefault, r.Guidance, g, cancel: cancel);
         var (written, complete) = StoreWriter.Fill(r.Output, plan, description, source, r.BatchSize, progress, cancel);
+        return new GeneratorSampleOutcome(
+            r.Output,
+            StoreWriter.LabelsPath(r.Output),
+            r.Count,
+            written,
+            complete,
+            clock.Elapsed.TotalSeconds
+        );
+    }
+
+    private static GeneratorSampleOutcome FromOnnx(
+        GeneratorSampleRequest r,
+        System.Diagnostics.Stopwatch clock,
+        IProgress<(long Done, long Total)>? progress,
+        CancellationToken cancel
+    )
+    {
+        int classes =
+            r.OnnxClasses
+            ?? throw new ArgumentException("an ONNX generator does not say how many classes it has: give the number");
+        using var onnx = new OnnxGenerator(r.Checkpoint, classes, r.OnnxRange, r.LatentInput, r.LabelInput);
+        var plan = new StorePlan(
+            r.Count,
+            classes,
+            onnx.Height,
+            onnx.Width,
+            onnx.Channels,
+            r.ChunkSize,
+            r.Seed,
+            1,
+            null,
+            r.ShardIndex,
+            r.ShardCount
+        );
+        var description = new JsonObject
+        {
+            ["kind"] = "onnx",
+            ["modelSha256"] = onnx.Sha256,
+            ["range"] = r.OnnxRange.ToString(),
+        };
+        var (written, complete) = StoreWriter.Fill(
+            r.Output,
+            plan,
+            description,
+            onnx.Sample,
+            r.BatchSize,
+            progress,
+            cancel
+        );
         return new GeneratorSampleOutcome(
             r.Output,
             StoreWriter.LabelsPath(r.Output),

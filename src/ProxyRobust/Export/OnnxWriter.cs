@@ -32,11 +32,31 @@ public sealed class OnnxGraph
         return name;
     }
 
-    public void Input(string name, long?[] dims) => _inputs.Add(ValueInfo(name, dims));
+    /// <summary>An int64 constant (e.g. a Reshape's target shape).</summary>
+    public string Int64Initializer(string name, long[] dims, long[] values)
+    {
+        var w = new ProtoWriter();
+        foreach (var d in dims)
+            w.Int64(1, d);
+        w.Int64(2, Int64Type);
+        w.String(8, name);
+        var raw = new byte[values.Length * 8];
+        Buffer.BlockCopy(values, 0, raw, 0, raw.Length);
+        w.Bytes(9, raw);
+        _initializers.Add(w.ToArray());
+        return name;
+    }
 
-    public void Output(string name, long?[] dims) => _outputs.Add(ValueInfo(name, dims));
+    private const int FloatType = 1,
+        Int64Type = 7;
 
-    private static byte[] ValueInfo(string name, long?[] dims)
+    /// <summary>A graph input; null dimensions are the batch ("N"). Float32 unless <paramref name="int64"/>.</summary>
+    public void Input(string name, long?[] dims, bool int64 = false) =>
+        _inputs.Add(ValueInfo(name, dims, int64 ? Int64Type : FloatType));
+
+    public void Output(string name, long?[] dims) => _outputs.Add(ValueInfo(name, dims, FloatType));
+
+    private static byte[] ValueInfo(string name, long?[] dims, int elemType)
     {
         var shape = new ProtoWriter();
         foreach (var d in dims)
@@ -49,7 +69,7 @@ public sealed class OnnxGraph
             shape.Message(1, dim);
         }
         var tensorType = new ProtoWriter();
-        tensorType.Int64(1, 1); // elem_type FLOAT
+        tensorType.Int64(1, elemType);
         tensorType.Message(2, shape);
         var type = new ProtoWriter();
         type.Message(1, tensorType);
