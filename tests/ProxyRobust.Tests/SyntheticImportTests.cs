@@ -285,10 +285,12 @@ public sealed class OnnxGeneratorTests : IDisposable
         var labels = Npy.ReadLabels(Path.Combine(dir, "s.labels.npy"));
         Assert.Equal(Enumerable.Range(0, 7).Select(i => i % 3), labels);
         for (int i = 0; i < 7; i++)
-        for (int p = 0; p < 16; p++)
         {
-            double e = (labels[i] - 1) * 0.6 + p * 0.03;
-            Assert.Equal((byte)Math.Round((Math.Tanh(e) + 1) / 2 * 255), pixels[i * 16 + p]);
+            for (int p = 0; p < 16; p++)
+            {
+                double e = (labels[i] - 1) * 0.6 + p * 0.03;
+                Assert.Equal((byte)Math.Round((Math.Tanh(e) + 1) / 2 * 255), pixels[i * 16 + p]);
+            }
         }
     }
 
