@@ -255,6 +255,19 @@ public static class GeneratorSampleRun
         StoreWriter.Source source = isGan
             ? (labels, g) => gan!.Sample(labels.to(device), g)
             : (labels, g) => ddpm!.Sample(labels.to(device), plan.SamplerOrDefault, r.Guidance, g, cancel: cancel);
+        return Fill(r, plan, description, source, clock, progress, cancel);
+    }
+
+    private static GeneratorSampleOutcome Fill(
+        GeneratorSampleRequest r,
+        StorePlan plan,
+        JsonObject description,
+        StoreWriter.Source source,
+        System.Diagnostics.Stopwatch clock,
+        IProgress<(long Done, long Total)>? progress,
+        CancellationToken cancel
+    )
+    {
         var (written, complete) = StoreWriter.Fill(r.Output, plan, description, source, r.BatchSize, progress, cancel);
         return new GeneratorSampleOutcome(
             r.Output,
@@ -296,22 +309,6 @@ public static class GeneratorSampleRun
             ["modelSha256"] = onnx.Sha256,
             ["range"] = r.OnnxRange.ToString(),
         };
-        var (written, complete) = StoreWriter.Fill(
-            r.Output,
-            plan,
-            description,
-            onnx.Sample,
-            r.BatchSize,
-            progress,
-            cancel
-        );
-        return new GeneratorSampleOutcome(
-            r.Output,
-            StoreWriter.LabelsPath(r.Output),
-            r.Count,
-            written,
-            complete,
-            clock.Elapsed.TotalSeconds
-        );
+        return Fill(r, plan, description, onnx.Sample, clock, progress, cancel);
     }
 }

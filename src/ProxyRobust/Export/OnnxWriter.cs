@@ -18,31 +18,21 @@ public sealed class OnnxGraph
     public string Fresh(string hint) => $"{hint}_{_counter++}";
 
     /// <summary>A float32 constant (weights), stored as raw little-endian bytes.</summary>
-    public string Initializer(string name, long[] dims, float[] values)
-    {
-        var w = new ProtoWriter();
-        foreach (var d in dims)
-            w.Int64(1, d);
-        w.Int64(2, 1); // data_type FLOAT
-        w.String(8, name);
-        var raw = new byte[values.Length * 4];
-        Buffer.BlockCopy(values, 0, raw, 0, raw.Length);
-        w.Bytes(9, raw);
-        _initializers.Add(w.ToArray());
-        return name;
-    }
+    public string Initializer(string name, long[] dims, float[] values) =>
+        RawInitializer(name, dims, FloatType, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
 
     /// <summary>An int64 constant (e.g. a Reshape's target shape).</summary>
-    public string Int64Initializer(string name, long[] dims, long[] values)
+    public string Int64Initializer(string name, long[] dims, long[] values) =>
+        RawInitializer(name, dims, Int64Type, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+
+    private string RawInitializer(string name, long[] dims, int dataType, ReadOnlySpan<byte> raw)
     {
         var w = new ProtoWriter();
         foreach (var d in dims)
             w.Int64(1, d);
-        w.Int64(2, Int64Type);
+        w.Int64(2, dataType);
         w.String(8, name);
-        var raw = new byte[values.Length * 8];
-        Buffer.BlockCopy(values, 0, raw, 0, raw.Length);
-        w.Bytes(9, raw);
+        w.Bytes(9, raw.ToArray());
         _initializers.Add(w.ToArray());
         return name;
     }
