@@ -492,4 +492,31 @@ public sealed class GanTests
         using var first = gan.Sample(arange(1, dtype: ScalarType.Int64), new torch.Generator(1));
         Assert.True(first.allclose(images.narrow(0, 0, 1), 1e-5, 1e-6));
     }
+
+    [Fact]
+    public void Mode_seeking_term_is_lambda_over_the_image_to_latent_gap_ratio_of_two_halves()
+    {
+        // recomputed by hand from the same draws: halves share labels, the term is added to the hinge loss
+        var spec = new GanSpec(1, 28, 28, 10, 8, 8);
+        torch.manual_seed(3);
+        using var g = new GanGenerator(spec);
+        using var d = new ProjectionDiscriminator(spec);
+        g.eval();
+        d.eval();
+        using var scope = NewDisposeScope();
+        var labels = tensor(new long[] { 1, 4, 7, 2, 9, 0 });
+        var loss0 = GanTraining.GeneratorLoss(g, d, labels, 8, 0, new torch.Generator(5));
+        var z = randn([6, 8], generator: new torch.Generator(5));
+        var expected0 = -d.call(g.call(z, labels), labels).mean();
+        Assert.Equal(expected0.item<float>(), loss0.item<float>(), 1e-5);
+
+        var loss = GanTraining.GeneratorLoss(g, d, labels, 8, 2.5, new torch.Generator(5));
+        var pairLabels = tensor(new long[] { 1, 4, 7, 1, 4, 7 });
+        var images = g.call(z, pairLabels);
+        double imageGap = (images.narrow(0, 0, 3) - images.narrow(0, 3, 3)).abs().mean().item<float>();
+        double latentGap = (z.narrow(0, 0, 3) - z.narrow(0, 3, 3)).abs().mean().item<float>();
+        double adversarial = -d.call(images, pairLabels).mean().item<float>();
+        Assert.Equal(adversarial + 2.5 / (imageGap / latentGap + 1e-5), loss.item<float>(), 1e-3);
+        Assert.True(loss.item<float>() > adversarial, "the term is positive");
+    }
 }
