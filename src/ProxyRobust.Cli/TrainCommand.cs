@@ -93,6 +93,26 @@ internal static class TrainCommand
         {
             Description = "float32 .npy of per-image sampling scores (adaptive sampling)",
         };
+        var syntheticSelect = new Option<string?>("--synthetic-select")
+        {
+            Description =
+                "how --synthetic-scores become sampling weights: proportional (default), top:F (uniform over the best "
+                + "fraction F) or temperature:T (weights exp(score / T))",
+        };
+        syntheticSelect.Validators.Add(r =>
+        {
+            var text = r.GetValueOrDefault<string?>();
+            if (text is null)
+                return;
+            try
+            {
+                Proxy.SampleSelection.Parse(text);
+            }
+            catch (ArgumentException e)
+            {
+                r.AddError($"--synthetic-select {e.Message}");
+            }
+        });
         var syntheticBatch = new Option<int?>("--synthetic-batch")
         {
             Description = "synthetic images per batch (default: = --batch-size)",
@@ -193,6 +213,7 @@ internal static class TrainCommand
             synthetic,
             syntheticLabels,
             syntheticScores,
+            syntheticSelect,
             syntheticBatch,
             gamma,
             testSteps,
@@ -240,6 +261,7 @@ internal static class TrainCommand
                     Synthetic = p.GetValue(synthetic),
                     SyntheticLabels = p.GetValue(syntheticLabels),
                     SyntheticScores = p.GetValue(syntheticScores),
+                    SyntheticSelection = p.GetValue(syntheticSelect),
                     SyntheticBatch = p.GetValue(syntheticBatch),
                     Gamma = p.GetValue(gamma),
                     TestAttackSteps = p.GetValue(testSteps),

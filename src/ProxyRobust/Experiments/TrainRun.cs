@@ -71,6 +71,10 @@ public sealed record TrainRunConfig
     /// them.</summary>
     public string? SyntheticScores { get; init; }
 
+    /// <summary>How the scores become sampling weights (<see cref="Proxy.SampleSelection"/>: proportional, top:F,
+    /// temperature:T); null: proportional.</summary>
+    public string? SyntheticSelection { get; init; }
+
     /// <summary>Synthetic images per batch; null: as many as real ones (the paper's equal halves).</summary>
     public int? SyntheticBatch { get; init; }
 
@@ -337,8 +341,27 @@ public static class TrainRun
         return new TrainRunResult(config.OutputDir, spec, train.Count, synthetic?.Count ?? 0, result, last, best);
     }
 
-    private static float[]? ReadScores(TrainRunConfig c) =>
-        c.SyntheticScores is null ? null : Npy.ReadFloats(c.SyntheticScores);
+    private static float[]? ReadScores(TrainRunConfig c)
+    {
+        if (c.SyntheticScores is null)
+        {
+            if (c.SyntheticSelection is not null)
+                throw new ArgumentException("a sample selection needs --synthetic-scores");
+            return null;
+        }
+        var scores = Npy.ReadFloats(c.SyntheticScores);
+        var selection = c.SyntheticSelection is null
+            ? Proxy.SampleSelection.Proportional
+            : Proxy.SampleSelection.Parse(c.SyntheticSelection);
+        try
+        {
+            return Proxy.AdaptiveSampling.Weights(scores, selection);
+        }
+        catch (ArgumentException e)
+        {
+            throw new DataFormatException(c.SyntheticScores, e.Message);
+        }
+    }
 
     /// <summary>Opens the proxy data and checks it against the real data before any training starts.</summary>
     private static ImageDataset? OpenSynthetic(TrainRunConfig c, ImageDataset real, ImageDataset unusedReal)

@@ -1,0 +1,97 @@
+using System.Globalization;
+
+namespace ProxyRobust.Proxy;
+
+public enum SelectionKind
+{
+    /// <summary>Draw with probability proportional to the (non-negative) score.</summary>
+    Proportional,
+
+    /// <summary>Draw uniformly from the best-scoring fraction of the store.</summary>
+    Top,
+
+    /// <summary>Draw with probability proportional to exp(score / temperature).</summary>
+    Tempered,
+}
+
+/// <summary>How per-image scores (e.g. how real a robust discriminator finds an image) become sampling weights:
+/// "proportional", "top:F" (the best fraction F, 0 &lt; F &lt;= 1) or "temperature:T" (T &gt; 0).</summary>
+public sealed record SampleSelection(SelectionKind Kind, double Value = 0)
+{
+    public static readonly SampleSelection Proportional = new(SelectionKind.Proportional);
+
+    public static SampleSelection Parse(string text)
+    {
+        var parts = text.Split(':', 2);
+        double Number()
+        {
+            if (
+                parts.Length != 2
+                || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
+            )
+                throw new ArgumentException($"'{text}': expected proportional, top:F or temperature:T");
+            return v;
+        }
+        var selection = parts[0].ToLowerInvariant() switch
+        {
+            "proportional" when parts.Length == 1 => Proportional,
+            "top" => new SampleSelection(SelectionKind.Top, Number()),
+            "temperature" => new SampleSelection(SelectionKind.Tempered, Number()),
+            _ => throw new ArgumentException($"'{text}': expected proportional, top:F or temperature:T"),
+        };
+        selection.Validate();
+        return selection;
+    }
+
+    public void Validate()
+    {
+        if (Kind == SelectionKind.Top && !(Value > 0 && Value <= 1))
+            throw new ArgumentException($"top:{Value}: the fraction must lie in (0, 1]");
+        if (Kind == SelectionKind.Tempered && !(Value > 0 && double.IsFinite(Value)))
+            throw new ArgumentException($"temperature:{Value}: the temperature must be positive");
+    }
+
+    public override string ToString() =>
+        Kind switch
+        {
+            SelectionKind.Top => $"top:{Value.ToString(CultureInfo.InvariantCulture)}",
+            SelectionKind.Tempered => $"temperature:{Value.ToString(CultureInfo.InvariantCulture)}",
+            _ => "proportional",
+        };
+}
+
+/// <summary>Adaptive sampling (Sehwag et al. 2022, section 4): synthetic images are drawn by weights made from their
+/// scores.</summary>
+public static class AdaptiveSampling
+{
+    public static float[] Weights(float[] scores, SampleSelection selection)
+    {
+        selection.Validate();
+        if (scores.Length == 0)
+            return [];
+        foreach (var s in scores)
+            if (!float.IsFinite(s))
+                throw new ArgumentException($"score {s} is not finite");
+        switch (selection.Kind)
+        {
+            case SelectionKind.Top:
+            {
+                int keep = (int)Math.Ceiling(selection.Value * scores.Length);
+                // best first; equal scores in index order, so the selection is deterministic
+                var order = Enumerable.Range(0, scores.Length).OrderByDescending(i => scores[i]).ThenBy(i => i);
+                var weights = new float[scores.Length];
+                foreach (var i in order.Take(keep))
+                    weights[i] = 1;
+                return weights;
+            }
+            case SelectionKind.Tempered:
+            {
+                // shifted by the maximum so that exp never overflows; the weights' ratios are unchanged
+                float max = scores.Max();
+                return scores.Select(s => (float)Math.Exp((s - max) / selection.Value)).ToArray();
+            }
+            default:
+                return scores;
+        }
+    }
+}
