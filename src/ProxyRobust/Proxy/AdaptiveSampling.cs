@@ -72,26 +72,31 @@ public static class AdaptiveSampling
         foreach (var s in scores)
             if (!float.IsFinite(s))
                 throw new ArgumentException($"score {s} is not finite");
-        switch (selection.Kind)
+        return selection.Kind switch
         {
-            case SelectionKind.Top:
-            {
-                int keep = (int)Math.Ceiling(selection.Value * scores.Length);
-                // best first; equal scores in index order, so the selection is deterministic
-                var order = Enumerable.Range(0, scores.Length).OrderByDescending(i => scores[i]).ThenBy(i => i);
-                var weights = new float[scores.Length];
-                foreach (var i in order.Take(keep))
-                    weights[i] = 1;
-                return weights;
-            }
-            case SelectionKind.Tempered:
-            {
-                // shifted by the maximum so that exp never overflows; the weights' ratios are unchanged
-                float max = scores.Max();
-                return scores.Select(s => (float)Math.Exp((s - max) / selection.Value)).ToArray();
-            }
-            default:
-                return scores;
-        }
+            SelectionKind.Top => TopFraction(scores, selection.Value),
+            SelectionKind.Tempered => Tempered(scores, selection.Value),
+            _ => scores,
+        };
+    }
+
+    /// <summary>Weight 1 for the best ceil(F N) scores, 0 for the rest; equal scores in index order, so the selection
+    /// is deterministic.</summary>
+    private static float[] TopFraction(float[] scores, double fraction)
+    {
+        int keep = (int)Math.Ceiling(fraction * scores.Length);
+        var order = Enumerable.Range(0, scores.Length).OrderByDescending(i => scores[i]).ThenBy(i => i);
+        var weights = new float[scores.Length];
+        foreach (var i in order.Take(keep))
+            weights[i] = 1;
+        return weights;
+    }
+
+    /// <summary>exp((s - max) / T): shifted by the maximum so that exp never overflows; the ratios are those of
+    /// exp(s / T).</summary>
+    private static float[] Tempered(float[] scores, double temperature)
+    {
+        float max = scores.Max();
+        return scores.Select(s => (float)Math.Exp((s - max) / temperature)).ToArray();
     }
 }
