@@ -35,6 +35,7 @@ var root = new RootCommand(
     DemoCommand.Create(cancel),
     GeneratorCommand.Create(cancel),
     SyntheticCommand.Create(),
+    ArcCommand.Create(cancel),
 };
 
 var parse = root.Parse(args);

@@ -230,6 +230,21 @@ public static class Plots
         Finish(plot, title, xLabel, yLabel, ScottPlot.Alignment.UpperLeft, path);
     }
 
+    /// <summary>Curves with 95% error bars against a linear x axis, one per series (e.g. robust discrimination
+    /// accuracy against eps, one per proxy).</summary>
+    public static void Curves(
+        IEnumerable<(string Label, IReadOnlyList<(double X, Estimate Y)> Points)> series,
+        string path,
+        string title,
+        string xLabel,
+        string yLabel
+    )
+    {
+        var plot = new ScottPlot.Plot();
+        AddLines(plot, series.Select(s => (s.Label, s.Points)), markerSize: 7);
+        Finish(plot, title, xLabel, yLabel, ScottPlot.Alignment.UpperRight, path);
+    }
+
     /// <summary>Clean against robust accuracy with 95% intervals on both, one labelled point per model: the
     /// accuracy-robustness trade-off.</summary>
     public static void Tradeoff(IReadOnlyList<(string Label, Estimate Clean, Estimate Robust)> points, string path)

@@ -1,0 +1,116 @@
+using System.Buffers.Binary;
+using ProxyRobust.Data;
+using ProxyRobust.Experiments;
+using ProxyRobust.Proxy;
+using Xunit;
+
+namespace ProxyRobust.Tests;
+
+public sealed class ArcTests
+{
+    public ArcTests() => TestSupport.InitTorch();
+
+    [Fact]
+    public void Area_is_the_trapezoid_rule_on_the_normalised_budget_axis()
+    {
+        // chance everywhere: 0.5; perfect everywhere: 1; a straight fall from 1 to 0.5: 0.75
+        Assert.Equal(0.5, Arc.Area([0, 0.1, 0.2], [0.5, 0.5, 0.5]), 12);
+        Assert.Equal(1.0, Arc.Area([0, 0.05, 0.2], [1, 1, 1]), 12);
+        Assert.Equal(0.75, Arc.Area([0, 0.1, 0.3], [1, 0.5 + 0.5 * 2 / 3, 0.5]), 12);
+        // uneven spacing: (0.05 (1 + 0.9) / 2 + 0.15 (0.9 + 0.6) / 2) / 0.2
+        Assert.Equal((0.05 * 0.95 + 0.15 * 0.75) / 0.2, Arc.Area([0, 0.05, 0.2], [1, 0.9, 0.6]), 12);
+        Assert.Throws<ArgumentException>(() => Arc.Area([0, 0.1, 0.1], [1, 1, 1]));
+    }
+
+    private static void WriteIdx(string dir, string prefix, ImageDataset ds)
+    {
+        var images = new byte[16 + ds.Count * 784];
+        BinaryPrimitives.WriteInt32BigEndian(images, 0x803);
+        BinaryPrimitives.WriteInt32BigEndian(images.AsSpan(4), ds.Count);
+        BinaryPrimitives.WriteInt32BigEndian(images.AsSpan(8), 28);
+        BinaryPrimitives.WriteInt32BigEndian(images.AsSpan(12), 28);
+        for (int i = 0; i < ds.Count; i++)
+            ds.Image(i).CopyTo(images.AsSpan(16 + i * 784));
+        File.WriteAllBytes(Path.Combine(dir, $"{prefix}-images-idx3-ubyte"), images);
+        var labels = new byte[8 + ds.Count];
+        BinaryPrimitives.WriteInt32BigEndian(labels, 0x801);
+        BinaryPrimitives.WriteInt32BigEndian(labels.AsSpan(4), ds.Count);
+        for (int i = 0; i < ds.Count; i++)
+            labels[8 + i] = (byte)ds.Labels[i];
+        File.WriteAllBytes(Path.Combine(dir, $"{prefix}-labels-idx1-ubyte"), labels);
+    }
+
+    private static string Store(string path, byte[] images, int[] labels)
+    {
+        Npy.Write(path, "|u1", [labels.Length, 28, 28, 1], images);
+        Npy.WriteLabels(Path.ChangeExtension(path, null) + ".labels.npy", labels);
+        return path;
+    }
+
+    [Fact]
+    public void Arc_of_fashion_mnist_ranks_an_independent_real_sample_lowest_and_noise_highest()
+    {
+        using var dir = new TempDir();
+        using var train = TestSupport.FashionMnist(Split.Train);
+        using var test = TestSupport.FashionMnist(Split.Test);
+        // the "real" data set: the first 30,000 training images and the test split; proxies never overlap it
+        var realDir = dir.File("real");
+        Directory.CreateDirectory(realDir);
+        using (var half = train.Select(Enumerable.Range(0, 30_000).ToArray()))
+            WriteIdx(realDir, "train", half);
+        WriteIdx(realDir, "t10k", test);
+        const int n = 650;
+        using var other = train.Select(Enumerable.Range(30_000, 30_000).ToArray()).Split(n, 1).Taken;
+        var otherImages = new byte[n * 784];
+        for (int i = 0; i < n; i++)
+            other.Image(i).CopyTo(otherImages.AsSpan(i * 784));
+        var rng = new Random(3);
+        var noise = new byte[n * 784];
+        rng.NextBytes(noise);
+        var labels = Enumerable.Range(0, n).Select(i => i % 10).ToArray();
+        var independent = Store(dir.File("independent.npy"), otherImages, other.Labels);
+        var noisy = Store(dir.File("noise.npy"), noise, labels);
+        ArcRequest Request(params ArcProxy[] proxies) =>
+            new()
+            {
+                Real = realDir,
+                Proxies = proxies,
+                Output = dir.File("arc"),
+                Budgets = [0, 0.1],
+                TrainPerSide = 400,
+                TestPerSide = 250,
+                Epochs = 2,
+            };
+        var first = ArcRun.Execute(Request(new ArcProxy("independent", independent), new ArcProxy("noise", noisy)));
+        var arc = first.Proxies.ToDictionary(p => p.Name, p => p.Arc);
+        Assert.True(arc["independent"] is > 0.4 and < 0.62, $"{arc["independent"]}");
+        Assert.True(arc["noise"] > 0.95, $"{arc["noise"]}");
+        foreach (var p in first.Proxies.SelectMany(x => x.Points))
+            Assert.Equal(500, p.Points);
+
+        // adding a proxy reuses the finished discriminators: their result files are untouched
+        var stamps = first
+            .Proxies.SelectMany(p => p.Points)
+            .ToDictionary(p => p.Folder, p => File.GetLastWriteTimeUtc(Path.Combine(p.Folder, "result.json")));
+        var oneClass = Enumerable.Range(0, train.Count).Where(i => train.Labels[i] == 1).Skip(5000).Take(n).ToArray();
+        var trousers = new byte[n * 784];
+        for (int i = 0; i < n; i++)
+            train.Image(oneClass[i]).CopyTo(trousers.AsSpan(i * 784));
+        var wrong = Store(dir.File("trousers.npy"), trousers, labels);
+        var second = ArcRun.Execute(
+            Request(
+                new ArcProxy("independent", independent),
+                new ArcProxy("noise", noisy),
+                new ArcProxy("trousers", wrong)
+            )
+        );
+        foreach (var (folder, stamp) in stamps)
+            Assert.Equal(stamp, File.GetLastWriteTimeUtc(Path.Combine(folder, "result.json")));
+        var ranked = second.Proxies.OrderBy(p => p.Arc).Select(p => p.Name).ToArray();
+        Assert.Equal("independent", ranked[0]);
+        double trouserArc = second.Proxies.Single(p => p.Name == "trousers").Arc;
+        Assert.True(trouserArc > arc["independent"] + 0.15, $"{trouserArc} vs {arc["independent"]}");
+        Assert.True(File.Exists(second.Plot));
+        Assert.Contains("| 1 | independent |", File.ReadAllText(second.Markdown));
+    }
+}
