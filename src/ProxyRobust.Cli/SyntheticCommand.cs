@@ -14,7 +14,64 @@ internal static class SyntheticCommand
         {
             Import(),
             Report(),
+            Score(),
         };
+
+    private static Command Score()
+    {
+        var discriminator = new Option<string>("--discriminator")
+        {
+            Description =
+                "checkpoint of a real-vs-synthetic discriminator (class 0 real), e.g. one `arc` trained: "
+                + "OUT/discriminators/*/final.json",
+            Required = true,
+        };
+        var synthetic = new Option<string>("--synthetic") { Description = "the store to score", Required = true };
+        var labels = Shared.Labels();
+        var output = new Option<string?>("--out") { Description = "scores .npy (default: STORE.scores.npy)" };
+        var batch = Shared.BatchSize(500);
+        var device = Shared.Device();
+        var threads = Shared.Threads();
+        var cmd = new Command(
+            "score",
+            "Score every image of a store by how real a robust discriminator finds it (its probability of the real "
+                + "class), for train --synthetic-scores and --synthetic-select (adaptive sampling)."
+        )
+        {
+            discriminator,
+            synthetic,
+            labels,
+            output,
+            batch,
+            device,
+            threads,
+        };
+        cmd.SetAction(p =>
+            ExitCodes.Guard(() =>
+            {
+                var request = new ScoreRequest(
+                    p.GetValue(discriminator)!,
+                    p.GetValue(synthetic)!,
+                    p.GetValue(output),
+                    p.GetValue(labels),
+                    p.GetValue(batch),
+                    p.GetValue(device)!
+                );
+                Shared.StartTorch(p.GetValue(threads));
+                var o = ProgressView.Stages("score", progress => ScoreRun.Execute(request, progress.Phase("images")));
+                Shared.Table(
+                    "scores (probability of real)",
+                    [
+                        ("scores", o.Scores),
+                        ("images", o.Images.ToString("N0")),
+                        ("mean / min / max", $"{o.Mean:F3} / {o.Min:F3} / {o.Max:F3}"),
+                    ]
+                );
+                return ExitCodes.Ok;
+            })
+        );
+        return cmd;
+    }
 
     private static Command Import()
     {

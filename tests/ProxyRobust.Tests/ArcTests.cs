@@ -114,3 +114,42 @@ public sealed class ArcTests
         Assert.Contains("| 1 | independent |", File.ReadAllText(second.Markdown));
     }
 }
+
+public sealed class ScoreTests
+{
+    public ScoreTests() => TestSupport.InitTorch();
+
+    [Fact]
+    public void Scores_are_the_discriminators_probability_of_the_real_class()
+    {
+        using var dir = new TempDir();
+        TorchSharp.torch.manual_seed(4);
+        using var model = Models.ArchSpec.For("small-cnn", 1, 28, 28, 2, [0.3f], [0.3f]).Create();
+        Training.Checkpoint.Save(dir.File("d"), model, null, null, new System.Text.Json.Nodes.JsonObject());
+        var (images, labels) = TestSupport.RandomImages(37, 28, 28, 1, 10, seed: 6);
+        Npy.Write(dir.File("s.npy"), "|u1", [37, 28, 28, 1], images);
+        Npy.WriteLabels(dir.File("s.labels.npy"), labels);
+        var o = ScoreRun.Execute(new ScoreRequest(dir.File("d"), dir.File("s.npy"), BatchSize: 10));
+        var scores = Npy.ReadFloats(o.Scores);
+        Assert.Equal(dir.File("s.scores.npy"), o.Scores);
+        Assert.Equal(37, scores.Length);
+        // the same probabilities computed directly, image by image
+        model.eval();
+        using var noGrad = TorchSharp.torch.no_grad();
+        for (int i = 0; i < 37; i += 9)
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var x = TorchSharp
+                .torch.tensor(images.AsSpan(i * 784, 784).ToArray().Select(b => b / 255f).ToArray())
+                .reshape(1, 1, 28, 28);
+            var p = TorchSharp.torch.nn.functional.softmax(model.call(x), 1)[0, 0].item<float>();
+            Assert.Equal(p, scores[i], 1e-5);
+        }
+        // a 10-class classifier is not a discriminator
+        using var tenClass = Models.ArchSpec.For("small-cnn", 1, 28, 28, 10, [0.3f], [0.3f]).Create();
+        Training.Checkpoint.Save(dir.File("c"), tenClass, null, null, new System.Text.Json.Nodes.JsonObject());
+        Assert.Throws<Core.DataFormatException>(() =>
+            ScoreRun.Execute(new ScoreRequest(dir.File("c"), dir.File("s.npy")))
+        );
+    }
+}

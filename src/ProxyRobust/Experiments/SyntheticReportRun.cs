@@ -247,3 +247,53 @@ public static class SyntheticReportRun
         return sb.ToString();
     }
 }
+
+/// <summary>Scores a store with a real-vs-synthetic discriminator (class 0 real, as `arc` trains them): each image's
+/// probability of being real, written as float32 .npy for `train --synthetic-scores` (adaptive sampling).</summary>
+public sealed record ScoreRequest(
+    string Discriminator,
+    string Synthetic,
+    string? Output = null,
+    string? Labels = null,
+    int BatchSize = 500,
+    string Device = "cpu"
+);
+
+public sealed record ScoreOutcome(string Scores, int Images, double Mean, double Min, double Max);
+
+public static class ScoreRun
+{
+    public static ScoreOutcome Execute(ScoreRequest r, IProgress<(int Done, int Total)>? progress = null)
+    {
+        var device = torch.device(r.Device);
+        using var model = Checkpoint.LoadClassifier(r.Discriminator);
+        if (model.Spec.NumClasses != 2)
+            throw new DataFormatException(
+                r.Discriminator,
+                $"has {model.Spec.NumClasses} classes; a real-vs-synthetic discriminator has 2 (0 real, 1 synthetic)"
+            );
+        model.to(device);
+        model.eval();
+        using var store = DatasetLoader.Load(r.Synthetic, Split.Train, r.Labels);
+        // the store's own labels are not the discriminator's classes: only the image shape must fit
+        model.Spec.CheckAccepts(store.Source, store.Channels, store.Height, store.Width, 2);
+        var scores = new float[store.Count];
+        using (torch.no_grad())
+        {
+            int done = 0;
+            var sampler = new BatchSampler(store, r.BatchSize, shuffle: false, AugmentOptions.None, 0);
+            foreach (var batch in sampler.Epoch(0))
+            {
+                using var scope = torch.NewDisposeScope();
+                var (x, _) = batch.ToTensors(device);
+                var real = torch.nn.functional.softmax(model.call(x), 1).select(1, 0);
+                real.cpu().data<float>().CopyTo(scores, done);
+                done += batch.Count;
+                progress?.Report((done, store.Count));
+            }
+        }
+        var output = r.Output ?? Path.ChangeExtension(r.Synthetic, null) + ".scores.npy";
+        Npy.WriteFloats(output, [scores.Length], scores);
+        return new ScoreOutcome(output, scores.Length, scores.Average(), scores.Min(), scores.Max());
+    }
+}
