@@ -198,6 +198,16 @@ internal static class SyntheticCommand
             Description = "nearest neighbours of precision/recall's manifold balls",
             DefaultValueFactory = _ => 3,
         }.Positive();
+        var wPerClass = new Option<int>("--wasserstein-per-class")
+        {
+            Description = "images per class and side of each exact-transport (W1) problem",
+            DefaultValueFactory = _ => 200,
+        }.Positive();
+        var wRepeats = new Option<int>("--wasserstein-repeats")
+        {
+            Description = "subsamples behind the W1 interval",
+            DefaultValueFactory = _ => 10,
+        }.Positive();
         var output = new Option<string>("--out")
         {
             Description = "folder for report.md, report.json and samples.png",
@@ -219,6 +229,8 @@ internal static class SyntheticCommand
             real,
             count,
             k,
+            wPerClass,
+            wRepeats,
             output,
             seed,
             batch,
@@ -238,7 +250,9 @@ internal static class SyntheticCommand
                     p.GetValue(seed),
                     p.GetValue(batch),
                     p.GetValue(device)!,
-                    p.GetValue(k)
+                    p.GetValue(k),
+                    p.GetValue(wPerClass),
+                    p.GetValue(wRepeats)
                 );
                 Shared.StartTorch(p.GetValue(threads));
                 var r = ProgressView.Stages(

@@ -195,7 +195,14 @@ public sealed class SampleQualityTests
                 Npy.Write(path, "|u1", [real.Count, 28, 28, 1], images);
                 Npy.WriteLabels(Path.Combine(dir, name + ".labels.npy"), real.Labels);
                 return SyntheticReportRun.Execute(
-                    new SyntheticReportRequest(path, classifier, Path.Combine(dir, name), Count: 1000)
+                    new SyntheticReportRequest(
+                        path,
+                        classifier,
+                        Path.Combine(dir, name),
+                        Count: 1000,
+                        WassersteinPerClass: 40,
+                        WassersteinRepeats: 3
+                    )
                 );
             }
             var r = Report("real", clean);
@@ -208,6 +215,13 @@ public sealed class SampleQualityTests
             Assert.True(r.Store.Recall > 0.6 && c.Store.Recall < 0.05, $"{r.Store.Recall} vs {c.Store.Recall}");
             Assert.True(r.Store.Precision > 0.6, $"{r.Store.Precision}");
             Assert.True(r.Store.Recognised > n.Store.Recognised, $"{r.Store.Recognised} vs {n.Store.Recognised}");
+            // the conditional Wasserstein estimates order the stores the same way, in both spaces
+            foreach (var other in new[] { n.Store, c.Store })
+            {
+                Assert.True(r.Store.PixelWasserstein!.Mean < other.PixelWasserstein!.Mean, $"{r.Store} vs {other}");
+                Assert.True(r.Store.FeatureWasserstein!.Mean < other.FeatureWasserstein!.Mean, $"{r.Store} vs {other}");
+            }
+            Assert.Equal(40, r.Store.PixelWasserstein!.PerClassSamples);
             // held-out real images are the real store's equal: its distance is of the reference's order
             Assert.NotNull(r.RealReference);
             Assert.InRange(r.Store.FrechetDistance, 0, 3 * r.RealReference!.FrechetDistance + 1);

@@ -24,7 +24,9 @@ public sealed record SyntheticReportRequest(
     int Seed = 0,
     int BatchSize = 500,
     string Device = "cpu",
-    int NearestNeighbours = 3
+    int NearestNeighbours = 3,
+    int WassersteinPerClass = 200,
+    int WassersteinRepeats = 10
 );
 
 /// <summary>One class of a store: how many images it has, how many of the evaluated ones the real-data classifier
@@ -47,7 +49,9 @@ public sealed record QualityNumbers(
     double FrechetDistance,
     double MeanClassFrechetDistance,
     double Precision,
-    double Recall
+    double Recall,
+    WassersteinEstimate? FeatureWasserstein,
+    WassersteinEstimate? PixelWasserstein
 );
 
 public sealed record SyntheticReport(
@@ -97,7 +101,15 @@ public static class SyntheticReportRun
         var realFeatures = Features(realSample, "real features");
         var storeFeatures = Features(storeSample, "synthetic features");
         progress?.Report(("distances", 0, 1));
-        var storeNumbers = Numbers(storeFeatures, realFeatures, classes, r.NearestNeighbours, out var perClassFd);
+        var realPixels = PixelsByClass(realSample, classes);
+        var storeNumbers = Numbers(
+            storeFeatures,
+            realFeatures,
+            PixelsByClass(storeSample, classes),
+            realPixels,
+            r,
+            out var perClassFd
+        );
         QualityNumbers? reference = null;
         // a real data set of one split (a single file) has no held-out images to compare with
         if (DatasetLoader.HasSplit(r.Real, Split.Train) && DatasetLoader.HasSplit(r.Real, Split.Test))
@@ -109,7 +121,7 @@ public static class SyntheticReportRun
             using var realTrain = DatasetLoader.Load(r.Real, Split.Train, null, classes);
             using var sample = Subset(realTrain, Math.Min(n, realTrain.Count), r.Seed + 1);
             var f = Features(sample, "reference features");
-            return Numbers(f, realFeatures, classes, r.NearestNeighbours, out _);
+            return Numbers(f, realFeatures, PixelsByClass(sample, classes), realPixels, r, out _);
         }
 
         var counts = store.ClassCounts();
@@ -175,23 +187,55 @@ public static class SyntheticReportRun
         return [low, high];
     }
 
+    /// <summary>Every class's images as rows of pixels in [0, 1].</summary>
+    private static List<double[,]> PixelsByClass(ImageDataset ds, int classes)
+    {
+        var result = new List<double[,]>();
+        int per = ds.ImageBytes;
+        for (int c = 0; c < classes; c++)
+        {
+            var members = Enumerable.Range(0, ds.Count).Where(i => ds.Labels[i] == c).ToArray();
+            var rows = new double[members.Length, per];
+            for (int m = 0; m < members.Length; m++)
+            {
+                var image = ds.Image(members[m]);
+                for (int k = 0; k < per; k++)
+                    rows[m, k] = image[k] / 255.0;
+            }
+            result.Add(rows);
+        }
+        return result;
+    }
+
     private static QualityNumbers Numbers(
         FeatureSet sample,
         FeatureSet real,
-        int classes,
-        int k,
+        List<double[,]> samplePixels,
+        List<double[,]> realPixels,
+        SyntheticReportRequest r,
         out double[] perClassFd
     )
     {
+        int classes = realPixels.Count;
         perClassFd = new double[classes];
+        var sampleByClass = new List<double[,]>();
+        var realByClass = new List<double[,]>();
         for (int c = 0; c < classes; c++)
         {
             var a = sample.OfClass(c);
             var b = real.OfClass(c);
+            sampleByClass.Add(a);
+            realByClass.Add(b);
             perClassFd[c] = a.GetLength(0) >= 2 && b.GetLength(0) >= 2 ? FrechetDistance.Between(a, b) : double.NaN;
         }
-        var (precision, recall) = PrecisionRecall.Compute(real.Features, sample.Features, k);
+        var (precision, recall) = PrecisionRecall.Compute(real.Features, sample.Features, r.NearestNeighbours);
         int right = Enumerable.Range(0, sample.Count).Count(i => sample.Predicted[i] == sample.Labels[i]);
+        // exact transport between equal per-class subsamples of at most half the smallest class, so that repeated
+        // subsamples differ and their spread is an interval
+        int smallest = sampleByClass.Concat(realByClass).Select(x => x.GetLength(0)).DefaultIfEmpty(0).Min();
+        int m = Math.Min(r.WassersteinPerClass, r.WassersteinRepeats > 1 ? smallest / 2 : smallest);
+        WassersteinEstimate? W(List<double[,]> a, List<double[,]> b) =>
+            m >= 2 ? ConditionalWasserstein.Estimate(a, b, m, r.WassersteinRepeats, r.Seed) : null;
         return new QualityNumbers(
             sample.Count,
             (double)right / sample.Count,
@@ -199,7 +243,9 @@ public static class SyntheticReportRun
             FrechetDistance.Between(sample.Features, real.Features),
             perClassFd.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average(),
             precision,
-            recall
+            recall,
+            W(sampleByClass, realByClass),
+            W(samplePixels, realPixels)
         );
     }
 
@@ -235,6 +281,23 @@ public static class SyntheticReportRun
         if (r.RealReference is { } reference)
             Row("held-out real (training split): the ideal proxy", reference);
         sb.AppendLine();
+        string Wd(WassersteinEstimate? w) =>
+            w is null ? "-" : $"{w.Mean.ToString("F3", c)} ({w.Low.ToString("F3", c)}-{w.High.ToString("F3", c)})";
+        if (r.Store.FeatureWasserstein is { } fw)
+        {
+            sb.AppendLine(
+                $"Class-conditional Wasserstein distance W1 (exact transport between {fw.PerClassSamples} images of "
+                    + $"each class per side, averaged over classes; mean and 95% range over {fw.Repeats} subsamples; "
+                    + "pixels in [0, 1], Euclidean):"
+            );
+            sb.AppendLine();
+            sb.AppendLine("| images | W1 in the feature space | W1 in pixel space |");
+            sb.AppendLine("|---|---|---|");
+            sb.AppendLine($"| synthetic store | {Wd(r.Store.FeatureWasserstein)} | {Wd(r.Store.PixelWasserstein)} |");
+            if (r.RealReference is { } q)
+                sb.AppendLine($"| held-out real | {Wd(q.FeatureWasserstein)} | {Wd(q.PixelWasserstein)} |");
+            sb.AppendLine();
+        }
         sb.AppendLine("| class | images in store | evaluated | recognised % (95% CI) | class-conditional FD |");
         sb.AppendLine("|---|---|---|---|---|");
         foreach (var q in r.Classes)
