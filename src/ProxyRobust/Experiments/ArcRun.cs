@@ -121,9 +121,15 @@ public static class ArcRun
                 foreach (var eps in budgets)
                 {
                     cancel.ThrowIfCancellationRequested();
-                    progress?.Report(($"{proxy.Name} eps {Num(eps)}", done, total));
-                    points.Add(Discriminator(r, eps, dataHash, trainPath, testPath, cancel));
-                    progress?.Report(($"{proxy.Name} eps {Num(eps)}", ++done, total));
+                    const string phase = "discriminators";
+                    progress?.Report((phase, done, total));
+                    // reported again after every epoch, so that a long discriminator still shows the run is alive
+                    int finished = done;
+                    var epochs = progress is null
+                        ? null
+                        : new Reporter<TrainProgress>(_ => progress.Report((phase, finished, total)));
+                    points.Add(Discriminator(r, eps, dataHash, trainPath, testPath, epochs, cancel));
+                    progress?.Report((phase, ++done, total));
                 }
                 results.Add(
                     new ArcProxyResult(
@@ -183,6 +189,7 @@ public static class ArcRun
         string dataHash,
         string trainPath,
         string testPath,
+        IProgress<TrainProgress>? progress,
         CancellationToken cancel
     )
     {
@@ -216,7 +223,7 @@ public static class ArcRun
                     Device = r.Device,
                 },
             };
-            TrainRun.Execute(config, cancel: cancel);
+            TrainRun.Execute(config, progress, cancel);
         }
         var record = JsonFiles.Read<TrainRunRecord>(resultPath);
         var last =
