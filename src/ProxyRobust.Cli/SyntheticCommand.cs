@@ -208,6 +208,22 @@ internal static class SyntheticCommand
             Description = "subsamples behind the W1 interval",
             DefaultValueFactory = _ => 10,
         }.Positive();
+        var robustModel = new Option<string?>("--robust-model")
+        {
+            Description =
+                "a robust classifier: its average l-2 distance to the nearest adversarial example (FAB) on real and "
+                + "on proxy images, beside the pixel-space W1 that bounds their difference",
+        };
+        var robustPoints = new Option<int>("--robust-points")
+        {
+            Description = "points per side for --robust-model",
+            DefaultValueFactory = _ => 500,
+        }.Positive();
+        var robustEps = new Option<double>("--robust-eps")
+        {
+            Description = "l-2 budget at which --robust-model's robust accuracy is read off the same distances",
+            DefaultValueFactory = _ => 1.5,
+        }.Positive();
         var output = new Option<string>("--out")
         {
             Description = "folder for report.md, report.json and samples.png",
@@ -231,6 +247,9 @@ internal static class SyntheticCommand
             k,
             wPerClass,
             wRepeats,
+            robustModel,
+            robustPoints,
+            robustEps,
             output,
             seed,
             batch,
@@ -252,7 +271,10 @@ internal static class SyntheticCommand
                     p.GetValue(device)!,
                     p.GetValue(k),
                     p.GetValue(wPerClass),
-                    p.GetValue(wRepeats)
+                    p.GetValue(wRepeats),
+                    p.GetValue(robustModel),
+                    p.GetValue(robustPoints),
+                    p.GetValue(robustEps)
                 );
                 Shared.StartTorch(p.GetValue(threads));
                 var r = ProgressView.Stages(
@@ -274,6 +296,14 @@ internal static class SyntheticCommand
                             "held-out real",
                             $"FD {q.FrechetDistance:F2}, per-class {q.MeanClassFrechetDistance:F2}, "
                                 + $"precision / recall {q.Precision:F3} / {q.Recall:F3}"
+                        )
+                    );
+                if (r.TransferGap is { } g)
+                    rows.Add(
+                        (
+                            "average robustness",
+                            $"real {g.MeanDistanceReal:F3}, proxy {g.MeanDistanceProxy:F3} (difference {g.Gap:F3}; "
+                                + $"pixel W1 {r.Store.PixelWasserstein?.Mean:F3})"
                         )
                     );
                 rows.Add(("report", r.Markdown));

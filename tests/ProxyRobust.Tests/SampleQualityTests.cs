@@ -189,7 +189,7 @@ public sealed class SampleQualityTests
             var collapsed = new byte[clean.Length];
             for (int i = 0; i < real.Count; i++)
                 clean.AsSpan(firstOfClass[real.Labels[i]] * size, size).CopyTo(collapsed.AsSpan(i * size));
-            SyntheticReport Report(string name, byte[] images)
+            SyntheticReport Report(string name, byte[] images, bool robust = false)
             {
                 var path = Path.Combine(dir, name + ".npy");
                 Npy.Write(path, "|u1", [real.Count, 28, 28, 1], images);
@@ -201,12 +201,14 @@ public sealed class SampleQualityTests
                         Path.Combine(dir, name),
                         Count: 1000,
                         WassersteinPerClass: 40,
-                        WassersteinRepeats: 3
+                        WassersteinRepeats: 3,
+                        RobustModel: robust ? classifier : null,
+                        RobustPoints: 20
                     )
                 );
             }
-            var r = Report("real", clean);
-            var n = Report("noisy", noisy);
+            var r = Report("real", clean, robust: true);
+            var n = Report("noisy", noisy, robust: true);
             var c = Report("collapsed", collapsed);
 
             Assert.True(r.Store.FrechetDistance < n.Store.FrechetDistance / 3, $"{r.Store} vs {n.Store}");
@@ -222,6 +224,16 @@ public sealed class SampleQualityTests
                 Assert.True(r.Store.FeatureWasserstein!.Mean < other.FeatureWasserstein!.Mean, $"{r.Store} vs {other}");
             }
             Assert.Equal(40, r.Store.PixelWasserstein!.PerClassSamples);
+            // the measured side of the bound: distances are non-negative and their gap below the (upper-biased)
+            // pixel-space estimate of the conditional W1
+            foreach (var q in new[] { r, n })
+            {
+                var g = q.TransferGap!;
+                Assert.Equal(20, g.Points);
+                Assert.True(g.MeanDistanceReal >= 0 && g.MeanDistanceProxy >= 0, $"{g}");
+                Assert.True(g.Gap <= q.Store.PixelWasserstein!.Mean, $"{g} vs W1 {q.Store.PixelWasserstein.Mean}");
+            }
+            Assert.Null(c.TransferGap);
             // held-out real images are the real store's equal: its distance is of the reference's order
             Assert.NotNull(r.RealReference);
             Assert.InRange(r.Store.FrechetDistance, 0, 3 * r.RealReference!.FrechetDistance + 1);

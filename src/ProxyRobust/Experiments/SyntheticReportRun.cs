@@ -26,7 +26,10 @@ public sealed record SyntheticReportRequest(
     string Device = "cpu",
     int NearestNeighbours = 3,
     int WassersteinPerClass = 200,
-    int WassersteinRepeats = 10
+    int WassersteinRepeats = 10,
+    string? RobustModel = null,
+    int RobustPoints = 500,
+    double RobustEpsilon = 1.5
 );
 
 /// <summary>One class of a store: how many images it has, how many of the evaluated ones the real-data classifier
@@ -65,6 +68,8 @@ public sealed record SyntheticReport(
     QualityNumbers Store,
     QualityNumbers? RealReference,
     double ClassifierRealAccuracy,
+    TransferGap? TransferGap,
+    string? RobustModel,
     string Grid,
     string Markdown
 );
@@ -124,6 +129,28 @@ public static class SyntheticReportRun
             return Numbers(f, realFeatures, PixelsByClass(sample, classes), realPixels, r, out _);
         }
 
+        TransferGap? gap = null;
+        if (r.RobustModel is not null)
+        {
+            using var robust = Checkpoint.LoadClassifier(r.RobustModel);
+            robust.to(device);
+            robust.Spec.CheckAccepts(store.Source, store.Channels, store.Height, store.Width, classes);
+            int m = Math.Min(r.RobustPoints, n);
+            using var realPoints = Subset(realSample, m, r.Seed + 2);
+            using var proxyPoints = Subset(storeSample, m, r.Seed + 2);
+            gap = TransferGaps.Measure(
+                robust,
+                realPoints,
+                proxyPoints,
+                r.RobustEpsilon,
+                r.BatchSize,
+                device,
+                progress: progress is null
+                    ? null
+                    : new Reporter<(int, int)>(p => progress.Report(("minimum-norm attacks", p.Item1, p.Item2)))
+            );
+        }
+
         var counts = store.ClassCounts();
         var evaluated = new int[classes];
         var right = new int[classes];
@@ -166,6 +193,8 @@ public static class SyntheticReportRun
             storeNumbers,
             reference,
             (double)realRight / realFeatures.Count,
+            gap,
+            r.RobustModel,
             grid,
             ""
         );
@@ -296,6 +325,31 @@ public static class SyntheticReportRun
             sb.AppendLine($"| synthetic store | {Wd(r.Store.FeatureWasserstein)} | {Wd(r.Store.PixelWasserstein)} |");
             if (r.RealReference is { } q)
                 sb.AppendLine($"| held-out real | {Wd(q.FeatureWasserstein)} | {Wd(q.PixelWasserstein)} |");
+            sb.AppendLine();
+        }
+        if (r.TransferGap is { } g)
+        {
+            sb.AppendLine(
+                $"Transfer of robustness (the bound of docs/PROXIES.md), model `{r.RobustModel}`, {g.Points} points per "
+                    + "side (class-balanced): average l-2 distance to the nearest adversarial example found by FAB "
+                    + "(100 iterations; an upper bound per point), and robust accuracy at eps "
+                    + $"{g.Epsilon.ToString("0.###", c)} read off the same distances:"
+            );
+            sb.AppendLine();
+            sb.AppendLine("| | real test images | proxy images | difference | W1 in pixel space (l-2) |");
+            sb.AppendLine("|---|---|---|---|---|");
+            sb.AppendLine(
+                $"| average robustness | {g.MeanDistanceReal.ToString("F3", c)} | {g.MeanDistanceProxy.ToString("F3", c)} | "
+                    + $"{g.Gap.ToString("F3", c)} | {Wd(r.Store.PixelWasserstein)} |"
+            );
+            sb.AppendLine(
+                $"| robust accuracy % | {P(g.RobustReal)} | {P(g.RobustProxy)} | {P(Math.Abs(g.RobustReal - g.RobustProxy))} | |"
+            );
+            if (g.NotFoundReal + g.NotFoundProxy > 0)
+                sb.AppendLine(
+                    $"\nFAB found no adversarial example for {g.NotFoundReal} real and {g.NotFoundProxy} proxy points; "
+                        + "they count at the largest distance found."
+                );
             sb.AppendLine();
         }
         sb.AppendLine("| class | images in store | evaluated | recognised % (95% CI) | class-conditional FD |");
