@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using ProxyRobust.Core;
+using ProxyRobust.Data;
 using ProxyRobust.Experiments;
 using ProxyRobust.Reporting;
 
@@ -193,6 +194,46 @@ public sealed class ExperimentTests
         Assert.True(new FileInfo(Path.Combine(root, "certified.png")).Length > 10_000);
         Assert.True(new FileInfo(Path.Combine(root, "accuracy.png")).Length > 10_000);
         Assert.True(new FileInfo(Path.Combine(root, "validation.png")).Length > 10_000);
+    }
+
+    [Fact]
+    public void Cells_with_named_proxy_stores_each_get_their_paired_gain_over_the_baseline()
+    {
+        using var tmp = new TempDir();
+        var root = tmp.File("proxies");
+        // a "generated" proxy: 300 Fashion-MNIST test images with their labels, as a store file
+        using (var test = TestSupport.FashionMnist(Split.Test))
+        using (var part = test.Split(300, 2).Taken)
+            NpyDataset.Write(part, tmp.File("store.npy"), tmp.File("store.labels.npy"));
+        var settings = new ExperimentSettings
+        {
+            Epochs = 2,
+            EvalPoints = 60,
+            ValSize = 40,
+        };
+        ExperimentCell[] cells =
+        [
+            new("baseline-s0", 150, 0, 0.5, 0.1, 0),
+            new("port-s0", 150, 600, 0.5, 0.1, 0),
+            new("store-s0", 150, 300, 0.5, 0.1, 0, ProxyName: "test-images", ProxyStore: tmp.File("store.npy")),
+        ];
+        var records = cells.Select(c => Experiment.RunCell(root, settings, c)).ToList();
+        Experiment.Save(root, "port-demo", "test", settings, cells, records);
+        var md = File.ReadAllText(ExperimentReport.Write(root));
+        Assert.Contains("| PORT (test-images) | 0 | 150 | 300 |", md);
+        Assert.Contains("samples of the proxy store 'test-images'", md);
+        var run = JsonFiles.Read<TrainRunRecord>(Path.Combine(root, "cells", "store-s0", TrainRunRecord.FileName));
+        Assert.Equal(tmp.File("store.npy"), run.Config.Synthetic);
+        Assert.Equal(300, run.SyntheticImages);
+        foreach (var (model, record) in new[] { ("PORT", records[1]), ("PORT (test-images)", records[2]) })
+        {
+            double expected = 100 * (record.Evaluation.Pgd20!.Value - records[0].Evaluation.Pgd20!.Value);
+            var line = md.Split('\n').Single(l => l.Contains($"seed 0, {model}, PGD-20:"));
+            Assert.Contains(
+                $"{(expected >= 0 ? "+" : "")}{expected.ToString("F1", CultureInfo.InvariantCulture)}** points",
+                line
+            );
+        }
     }
 
     [Fact]

@@ -21,11 +21,26 @@ public sealed record ExperimentCell(
     double Epsilon,
     int Seed,
     bool Gaussian = false,
-    double Sigma = 0.25
+    double Sigma = 0.25,
+    string? ProxyName = null,
+    string? ProxyStore = null
 )
 {
+    /// <summary>The proxy source of a training run: the named store, else that many held-out real images, else
+    /// none.</summary>
+    public string? Synthetic => ProxyStore ?? (SyntheticImages > 0 ? $"holdout:{SyntheticImages}" : null);
+
     public CellParameters Parameters() =>
-        new(RealImages, SyntheticImages, Gamma, Epsilon, Seed, Gaussian ? "gaussian" : "pgd", Gaussian ? Sigma : null);
+        new(
+            RealImages,
+            SyntheticImages,
+            Gamma,
+            Epsilon,
+            Seed,
+            Gaussian ? "gaussian" : "pgd",
+            Gaussian ? Sigma : null,
+            ProxyName
+        );
 }
 
 /// <summary>Settings shared by every cell of an experiment (PGD adversarial training of the small CNN on Fashion-MNIST
@@ -108,7 +123,7 @@ public static class Experiment
                     Sigma = cell.Sigma,
                     Epsilon = cell.Gaussian ? null : cell.Epsilon,
                     AttackSteps = s.AttackSteps,
-                    Synthetic = cell.SyntheticImages > 0 ? $"holdout:{cell.SyntheticImages}" : null,
+                    Synthetic = cell.Synthetic,
                     Gamma = cell.Gamma,
                     OutputDir = dir,
                     Resume = true,

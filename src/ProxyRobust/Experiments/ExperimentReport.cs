@@ -58,17 +58,49 @@ public static class ExperimentReport
     private static (int Real, double Gamma, double Eps, int Seed) Setting(CellRecord c) =>
         (c.Parameters.Real, c.Parameters.Gamma, c.Parameters.Eps, c.Parameters.Seed);
 
-    /// <summary>"PORT" for a cell trained with proxy images, "baseline" for one trained on the real images
-    /// alone.</summary>
-    private static string Model(CellRecord cell) => cell.Parameters.Synthetic > 0 ? "PORT" : "baseline";
+    /// <summary>"baseline" for a cell trained on the real images alone; for one trained with proxy images "PORT" (the
+    /// held-out real proxy) or "PORT (NAME)" for a named proxy store.</summary>
+    private static string Model(CellRecord cell) =>
+        cell.Parameters.Proxy is { } name ? $"PORT ({name})"
+        : cell.Parameters.Synthetic > 0 ? "PORT"
+        : "baseline";
 
-    /// <summary>Per seed, the baseline cell and the PORT cell (seeds missing either are left out).</summary>
-    private static IEnumerable<(int Seed, CellRecord Baseline, CellRecord Port)> Pairs(List<CellRecord> cells) =>
+    /// <summary>The models of the cells, baseline first, then in the order of the cells.</summary>
+    private static List<string> Models(List<CellRecord> cells) =>
+        cells.Select(Model).Distinct().OrderBy(m => m == "baseline" ? 0 : 1).ToList();
+
+    /// <summary>Per seed and PORT model, the baseline cell and that model's cell (seeds missing either are left
+    /// out).</summary>
+    private static IEnumerable<(int Seed, string Model, CellRecord Baseline, CellRecord Port)> Pairs(
+        List<CellRecord> cells
+    ) =>
         from seed in cells.Select(c => c.Parameters.Seed).Distinct().Order()
         let b = cells.FirstOrDefault(c => c.Parameters.Seed == seed && Model(c) == "baseline")
-        let p = cells.FirstOrDefault(c => c.Parameters.Seed == seed && Model(c) == "PORT")
+        from model in Models(cells).Where(m => m != "baseline")
+        let p = cells.FirstOrDefault(c => c.Parameters.Seed == seed && Model(c) == model)
         where b is not null && p is not null
-        select (seed, b!, p!);
+        select (seed, model, b!, p!);
+
+    /// <summary>", MODEL" when several PORT models are compared, nothing when there is one.</summary>
+    private static string Which(List<CellRecord> cells, string model) =>
+        Models(cells).Count(m => m != "baseline") > 1 ? $", {model}" : "";
+
+    /// <summary>What the proxy images of the experiment's cells are.</summary>
+    private static string ProxySentence(ExperimentRecord exp)
+    {
+        var named = exp
+            .Cells.Where(c => c.Parameters.Proxy is not null)
+            .Select(c => c.Parameters.Proxy!)
+            .Distinct()
+            .ToList();
+        if (named.Count == 0)
+            return "proxy images are held-out real training images (an ideal proxy) mixed into every batch.";
+        bool holdout = exp.Cells.Any(c => c.Parameters.Proxy is null && c.Parameters.Synthetic > 0);
+        return "proxy images, mixed into every batch, are "
+            + (holdout ? "held-out real training images (an ideal proxy) for PORT and " : "")
+            + string.Join(", ", named.Select(n => $"samples of the proxy store '{n}' for PORT ({n})"))
+            + ".";
+    }
 
     private static string Header(ExperimentRecord exp, string title)
     {
@@ -80,7 +112,8 @@ public static class ExperimentReport
         sb.AppendLine(
             $"Setting: PGD-{s.AttackSteps} adversarial training of `{s.Arch}` on {s.Data}, "
                 + $"{s.Epochs} epochs over the real images, batch {s.BatchSize}, lr {s.LearningRate} (cosine); "
-                + $"proxy images are held-out real training images (an ideal proxy) mixed into every batch. Test: "
+                + ProxySentence(exp)
+                + " Test: "
                 + $"clean and PGD-20 on the "
                 + $"same {s.EvalPoints} test points for every model"
                 + (s.AutoAttackPoints > 0 ? $", AutoAttack (standard) on the first {s.AutoAttackPoints} of them." : ".")
@@ -118,8 +151,8 @@ public static class ExperimentReport
                 + "models on the same points):"
         );
         sb.AppendLine();
-        var gains = new List<(string Metric, double Gain)>();
-        foreach (var (seed, baseline, port) in Pairs(cells))
+        var gains = new List<(string Model, string Metric, double Gain)>();
+        foreach (var (seed, model, baseline, port) in Pairs(cells))
         {
             foreach (
                 var (metric, hits) in new (string, Func<CellEvaluation, string?>)[]
@@ -133,18 +166,18 @@ public static class ExperimentReport
                 if (hits(baseline.Evaluation) is not { } bs || hits(port.Evaluation) is not { } ps)
                     continue;
                 var (g, lo, hi) = Stats.PairedGain(Bits.Parse(bs), Bits.Parse(ps));
-                gains.Add((metric, g));
+                gains.Add((model, metric, g));
                 sb.AppendLine(
-                    $"- seed {seed}, {metric}: **{Signed(g)}** points (95% CI {F(lo)} to {F(hi)}, n = "
-                        + $"{Bits.Parse(bs).Length})"
+                    $"- seed {seed}{Which(cells, model)}, {metric}: **{Signed(g)}** points (95% CI {F(lo)} to "
+                        + $"{F(hi)}, n = {Bits.Parse(bs).Length})"
                 );
             }
         }
         if (seeds.Count > 1)
-            foreach (var metric in gains.Select(g => g.Metric).Distinct())
+            foreach (var (model, metric) in gains.Select(g => (g.Model, g.Metric)).Distinct())
                 sb.AppendLine(
-                    $"- mean over {seeds.Count} seeds, {metric}: "
-                        + $"{F(gains.Where(g => g.Metric == metric).Average(g => g.Gain))} points"
+                    $"- mean over {seeds.Count} seeds{Which(cells, model)}, {metric}: "
+                        + $"{F(gains.Where(g => g.Model == model && g.Metric == metric).Average(g => g.Gain))} points"
                 );
         sb.AppendLine();
         sb.AppendLine(
@@ -180,7 +213,7 @@ public static class ExperimentReport
         )
         {
             var bars = new List<(string, Estimate)>();
-            foreach (var kind in new[] { "baseline", "PORT" })
+            foreach (var kind in Models(cells))
             {
                 var of = cells.Where(c => Model(c) == kind).ToList();
                 var vals = of.Select(c => get(c.Evaluation)).Where(v => !double.IsNaN(v)).ToList();
@@ -240,14 +273,14 @@ public static class ExperimentReport
             );
         }
         sb.AppendLine();
-        foreach (var (seed, b, p) in Pairs(cells))
+        foreach (var (seed, model, b, p) in Pairs(cells))
         {
             var (g, lo, hi) = Stats.PairedGain(
                 Radii(b).Select(r => r >= 0.5).ToArray(),
                 Radii(p).Select(r => r >= 0.5).ToArray()
             );
             sb.AppendLine(
-                $"- seed {seed}, certified accuracy at r = 0.5: **{Signed(g)}** points (paired 95% CI {F(lo)} to "
+                $"- seed {seed}{Which(cells, model)}, certified accuracy at r = 0.5: **{Signed(g)}** points (paired 95% CI {F(lo)} to "
                     + $"{F(hi)}, n = {Radii(b).Length})"
             );
         }

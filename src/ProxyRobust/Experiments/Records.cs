@@ -95,7 +95,8 @@ public sealed record CellParameters(
     double Eps,
     int Seed,
     string Method,
-    double? Sigma = null
+    double? Sigma = null,
+    string? Proxy = null
 );
 
 public sealed record PlannedCell(string Name, CellParameters Parameters);
