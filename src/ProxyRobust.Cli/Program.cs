@@ -36,6 +36,7 @@ var root = new RootCommand(
     GeneratorCommand.Create(cancel),
     SyntheticCommand.Create(),
     ArcCommand.Create(cancel),
+    CompareProxiesCommand.Create(cancel),
 };
 
 var parse = root.Parse(args);

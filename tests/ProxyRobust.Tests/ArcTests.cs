@@ -153,3 +153,72 @@ public sealed class ScoreTests
         );
     }
 }
+
+public sealed class CompareProxiesTests
+{
+    public CompareProxiesTests() => TestSupport.InitTorch();
+
+    [Fact]
+    public void Spearman_and_its_exact_p_value_match_hand_computed_cases()
+    {
+        Assert.Equal(1, RankCorrelation.Spearman([1, 2, 3, 4], [10, 20, 30, 40]), 12);
+        Assert.Equal(-1, RankCorrelation.Spearman([1, 2, 3, 4], [4, 3, 2, 1]), 12);
+        // ties take average ranks: x ranks (1.5, 1.5, 3), y ranks (1, 2, 3)
+        double expected = 1.5 / Math.Sqrt(1.5 * 2); // deviations (-0.5, -0.5, 1) and (-1, 0, 1)
+        Assert.Equal(expected, RankCorrelation.Spearman([5, 5, 7], [1, 2, 3]), 12);
+        Assert.Equal(new[] { 1.5, 1.5, 3 }, RankCorrelation.Ranks([5, 5, 7]));
+        // perfect order of 4: only the identity and the reversal reach |rho| = 1, 2 of 24 orderings
+        Assert.Equal(2.0 / 24, RankCorrelation.ExactPValue([1, 2, 3, 4], [1, 2, 3, 4]), 12);
+        // rho = 0 for this ordering of 4 (d^2 sum 10): every ordering has |rho| >= 0
+        Assert.Equal(0, RankCorrelation.Spearman([1, 2, 3, 4], [2, 4, 1, 3]), 12);
+        Assert.Equal(1, RankCorrelation.ExactPValue([1, 2, 3, 4], [2, 4, 1, 3]), 12);
+    }
+
+    [Fact]
+    public void Compare_proxies_on_fashion_mnist_puts_real_images_before_noise_in_every_column()
+    {
+        using var dir = new TempDir();
+        var (classifier, _) = TestSupport.PgdTrainedFashionMnist();
+        using var train = TestSupport.FashionMnist(Split.Train);
+        using var real = train.Select(Enumerable.Range(50_000, 10_000).ToArray()).Split(600, 4).Taken;
+        NpyDataset.Write(real, dir.File("real.npy"), dir.File("real.labels.npy"));
+        var noise = new byte[600 * 784];
+        new Random(2).NextBytes(noise);
+        Npy.Write(dir.File("noise.npy"), "|u1", [600, 28, 28, 1], noise);
+        Npy.WriteLabels(dir.File("noise.labels.npy"), real.Labels);
+        var request = new CompareProxiesRequest
+        {
+            Proxies = [new ArcProxy("real", dir.File("real.npy")), new ArcProxy("noise", dir.File("noise.npy"))],
+            Classifier = classifier,
+            Output = dir.File("compare"),
+            RealImages = 100,
+            Settings = CompareProxiesRun.DefaultSettings with { Epochs = 2, EvalPoints = 60, ValSize = 30 },
+            QualityImages = 200,
+            ArcBudgets = [0, 0.1],
+            ArcTrainPerSide = 150,
+            ArcTestPerSide = 80,
+            ArcEpochs = 2,
+        };
+        var report = CompareProxiesRun.Execute(request);
+        var byName = report.Proxies.ToDictionary(p => p.Name);
+        Assert.True(byName["real"].Arc < byName["noise"].Arc, "ARC");
+        Assert.True(byName["real"].FrechetDistance < byName["noise"].FrechetDistance, "FD");
+        Assert.True(byName["real"].PixelWasserstein < byName["noise"].PixelWasserstein, "W1");
+        Assert.True(byName["real"].Recall > byName["noise"].Recall, "recall");
+        // the stated gain is the paired difference of the two cells' PGD-20 accuracies on the same points
+        var exp = Experiment.Read(dir.File("compare"));
+        double Pgd(string cell) => exp.Cells.Single(c => c.Name == cell).Evaluation.Pgd20!.Value;
+        Assert.Equal(100 * (Pgd("real-s0") - Pgd("baseline-s0")), byName["real"].Gain, 1e-9);
+        Assert.Equal(7, report.Correlations.Count);
+        var md = File.ReadAllText(report.Markdown);
+        Assert.Contains("| ARC |", md);
+        Assert.Contains("Ranked by gain:", md);
+        // rerunning redoes nothing: every cell, report and discriminator is reused
+        var stamp = File.GetLastWriteTimeUtc(Path.Combine(dir.File("compare"), "cells", "real-s0", "result.json"));
+        CompareProxiesRun.Execute(request);
+        Assert.Equal(
+            stamp,
+            File.GetLastWriteTimeUtc(Path.Combine(dir.File("compare"), "cells", "real-s0", "result.json"))
+        );
+    }
+}

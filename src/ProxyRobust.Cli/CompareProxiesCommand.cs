@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Globalization;
+using ProxyRobust.Experiments;
+
+namespace ProxyRobust.Cli;
+
+/// <summary>`compare-proxies`: PORT's gain per proxy beside ARC, Fréchet distance, precision/recall and W1, and how
+/// well each metric ranks the proxies.</summary>
+internal static class CompareProxiesCommand
+{
+    public static Command Create(CancellationToken cancel)
+    {
+        var synthetic = new Option<string[]>("--synthetic")
+        {
+            Description = "proxy stores to compare (at least two)",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var names = new Option<string[]>("--names")
+        {
+            Description = "a name per proxy (default: the file names)",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var classifier = new Option<string>("--classifier")
+        {
+            Description = "a classifier trained on the real data (feature space of the quality metrics)",
+            Required = true,
+        };
+        var output = new Option<string>("--out") { Description = "experiment folder (resumable)", Required = true };
+        var real = new Option<int>("--real-images")
+        {
+            Description = "real training images of every PORT run",
+            DefaultValueFactory = _ => 500,
+        }.Positive();
+        var seeds = new Option<string>("--seeds")
+        {
+            Description = "training seeds, comma-separated",
+            DefaultValueFactory = _ => "0",
+        };
+        var epochs = new Option<int>("--epochs")
+        {
+            Description = "epochs over the real images (as the demo)",
+            DefaultValueFactory = _ => 40,
+        }.Positive();
+        var arcEpochs = new Option<int>("--arc-epochs")
+        {
+            Description = "epochs of each ARC discriminator",
+            DefaultValueFactory = _ => 5,
+        }.Positive();
+        var device = Shared.Device();
+        var threads = Shared.Threads();
+        var cmd = new Command(
+            "compare-proxies",
+            "For each proxy: PORT's robust-accuracy gain over the real-only baseline, its quality metrics and ARC; "
+                + "then each metric's rank correlation with the gain (resumable)."
+        )
+        {
+            synthetic,
+            names,
+            classifier,
+            output,
+            real,
+            seeds,
+            epochs,
+            arcEpochs,
+            device,
+            threads,
+        };
+        cmd.SetAction(p =>
+            ExitCodes.Guard(() =>
+            {
+                var stores = p.GetValue(synthetic)!;
+                var given = p.GetValue(names) ?? [];
+                if (given.Length != 0 && given.Length != stores.Length)
+                    throw new UsageException($"{given.Length} names for {stores.Length} proxies");
+                var seedList = new List<int>();
+                foreach (var part in p.GetValue(seeds)!.Split(',', StringSplitOptions.TrimEntries))
+                    seedList.Add(
+                        int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v)
+                            ? v
+                            : throw new UsageException($"--seeds takes integers separated by commas, not '{part}'")
+                    );
+                var request = new CompareProxiesRequest
+                {
+                    Proxies = stores
+                        .Select(
+                            (s, i) => new ArcProxy(given.Length > 0 ? given[i] : Path.GetFileNameWithoutExtension(s), s)
+                        )
+                        .ToList(),
+                    Classifier = p.GetValue(classifier)!,
+                    Output = p.GetValue(output)!,
+                    Command = "proxyrobust " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+                    RealImages = p.GetValue(real),
+                    Seeds = seedList,
+                    Settings = CompareProxiesRun.DefaultSettings with
+                    {
+                        Epochs = p.GetValue(epochs),
+                        Threads = p.GetValue(threads),
+                    },
+                    ArcEpochs = p.GetValue(arcEpochs),
+                    Device = p.GetValue(device)!,
+                };
+                Shared.StartTorch(p.GetValue(threads));
+                var report = CompareProxiesRun.Execute(request, new ProgressView.ExperimentView(), cancel);
+                Shared.Table(
+                    "PORT gain (PGD-20, points) and ARC per proxy",
+                    report
+                        .Proxies.OrderByDescending(x => x.Gain)
+                        .Select(x => (x.Name, $"{x.Gain:+0.0;-0.0} (ARC {x.Arc:F3}, FD {x.FrechetDistance:F2})"))
+                        .Append(("report", report.Markdown))
+                );
+                return ExitCodes.Ok;
+            })
+        );
+        return cmd;
+    }
+}

@@ -1,0 +1,314 @@
+using System.Globalization;
+using System.Text;
+using ProxyRobust.Core;
+using ProxyRobust.Data;
+using ProxyRobust.Proxy;
+
+namespace ProxyRobust.Experiments;
+
+/// <summary>
+/// `compare-proxies`: for each proxy, PORT's robust-accuracy gain over the real-only baseline (the demo's cells, one
+/// per proxy and seed, on the same real images and test points), its quality report (recognition, Fréchet distance,
+/// precision/recall, conditional W1) in <see cref="Classifier"/>'s feature space, and its ARC; then how well each metric
+/// ranks the proxies by their gain. Every part is resumable and cached: a finished cell, report or discriminator is
+/// never redone, so adding a proxy runs only its own parts.
+/// </summary>
+public sealed record CompareProxiesRequest
+{
+    public required IReadOnlyList<ArcProxy> Proxies { get; init; }
+
+    /// <summary>A classifier trained on the real data: the feature space of the quality metrics.</summary>
+    public required string Classifier { get; init; }
+    public required string Output { get; init; }
+    public string Command { get; init; } = "compare-proxies";
+    public ExperimentSettings Settings { get; init; } = CompareProxiesRun.DefaultSettings;
+    public int RealImages { get; init; } = 500;
+    public IReadOnlyList<int> Seeds { get; init; } = [0];
+    public double Epsilon { get; init; } = 0.1;
+    public double Gamma { get; init; } = 0.5;
+    public int QualityImages { get; init; } = 2000;
+    public IReadOnlyList<double>? ArcBudgets { get; init; }
+    public int ArcTrainPerSide { get; init; } = 1000;
+    public int ArcTestPerSide { get; init; } = 500;
+    public int ArcEpochs { get; init; } = 5;
+    public string Device { get; init; } = "cpu";
+}
+
+/// <summary>One proxy's row: PORT's gains over the baseline in percentage points (PGD-20 with its paired 95% interval,
+/// clean), and its metrics.</summary>
+public sealed record ProxyComparison(
+    string Name,
+    string Store,
+    double Gain,
+    double[] GainInterval95,
+    double CleanGain,
+    double Arc,
+    double FrechetDistance,
+    double MeanClassFrechetDistance,
+    double Precision,
+    double Recall,
+    double? FeatureWasserstein,
+    double? PixelWasserstein
+);
+
+/// <summary>How one metric ranks the proxies against their PORT gain: Spearman's rho, its exact two-sided p-value, and
+/// the sign a useful metric should have (distances: negative, precision/recall: positive). Null where undefined (a
+/// constant column, a missing value, more than 9 proxies for the exact p).</summary>
+public sealed record MetricCorrelation(string Metric, double? Rho, double? PValue, int ExpectedSign);
+
+public sealed record CompareProxiesReport(
+    IReadOnlyList<ProxyComparison> Proxies,
+    IReadOnlyList<MetricCorrelation> Correlations,
+    string Markdown
+);
+
+public static class CompareProxiesRun
+{
+    /// <summary>The demo's training and PGD-20 test settings, without certification or AutoAttack (the gain compared
+    /// is PGD-20's).</summary>
+    public static ExperimentSettings DefaultSettings =>
+        Demo.Settings(full: false) with
+        {
+            CertifyPoints = 0,
+            AutoAttackPoints = 0,
+        };
+
+    public static CompareProxiesReport Execute(
+        CompareProxiesRequest r,
+        IExperimentObserver? observer = null,
+        CancellationToken cancel = default
+    )
+    {
+        if (r.Proxies.Count < 2)
+            throw new ArgumentException("comparing proxies needs at least two");
+        if (r.Proxies.Select(p => p.Name).Distinct().Count() != r.Proxies.Count)
+            throw new ArgumentException("proxy names must differ");
+        Directory.CreateDirectory(r.Output);
+        void Log(string m)
+        {
+            Experiment.Log(r.Output, m);
+            observer?.Log(m);
+        }
+
+        // 1. PORT with each proxy against the baseline, as demo cells (the standard report works on the folder too)
+        var cells = new List<ExperimentCell>();
+        foreach (var seed in r.Seeds)
+        {
+            cells.Add(new ExperimentCell($"baseline-s{seed}", r.RealImages, 0, r.Gamma, r.Epsilon, seed));
+            foreach (var p in r.Proxies)
+            {
+                int count;
+                using (var store = DatasetLoader.Load(p.Store, Split.Train, p.Labels))
+                    count = store.Count;
+                cells.Add(
+                    new ExperimentCell(
+                        $"{Safe(p.Name)}-s{seed}",
+                        r.RealImages,
+                        count,
+                        r.Gamma,
+                        r.Epsilon,
+                        seed,
+                        ProxyName: p.Name,
+                        ProxyStore: p.Store
+                    )
+                );
+            }
+        }
+        var records = new List<CellRecord>();
+        foreach (var cell in cells)
+        {
+            cancel.ThrowIfCancellationRequested();
+            records.Add(
+                observer is null
+                    ? Experiment.RunCell(r.Output, r.Settings, cell, Log, cancel: cancel)
+                    : observer.Cell(
+                        cell.Name,
+                        (train, eval) => Experiment.RunCell(r.Output, r.Settings, cell, Log, train, cancel, eval)
+                    )
+            );
+            Experiment.Save(r.Output, Demo.Kind, r.Command, r.Settings, cells, records);
+        }
+        ExperimentReport.Write(r.Output);
+
+        // 2. quality of each store in the real-data classifier's feature space
+        var quality = new Dictionary<string, SyntheticReport>();
+        foreach (var p in r.Proxies)
+        {
+            var dir = Path.Combine(r.Output, "quality", Safe(p.Name));
+            var json = Path.Combine(dir, "report.json");
+            if (File.Exists(json))
+                quality[p.Name] = JsonFiles.Read<SyntheticReport>(json);
+            else
+            {
+                Log($"{p.Name}: quality report");
+                quality[p.Name] = SyntheticReportRun.Execute(
+                    new SyntheticReportRequest(
+                        p.Store,
+                        r.Classifier,
+                        dir,
+                        r.Settings.Data,
+                        p.Labels,
+                        r.QualityImages,
+                        Device: r.Device
+                    )
+                );
+            }
+        }
+
+        // 3. ARC (its discriminators are cached by content)
+        Log("ARC");
+        var arc = ArcRun.Execute(
+            new ArcRequest
+            {
+                Real = r.Settings.Data,
+                Proxies = r.Proxies,
+                Output = Path.Combine(r.Output, "arc"),
+                Budgets = r.ArcBudgets,
+                TrainPerSide = r.ArcTrainPerSide,
+                TestPerSide = r.ArcTestPerSide,
+                Epochs = r.ArcEpochs,
+                Device = r.Device,
+            },
+            cancel: cancel
+        );
+
+        // 4. gains (pooled over seeds: paired on every (seed, test point)) and the table
+        bool[] Hits(CellRecord c) => Bits.Parse(c.Evaluation.Pgd20Hits ?? "");
+        bool[] Clean(CellRecord c) => Bits.Parse(c.Evaluation.CleanHits);
+        var baselines = records.Where(c => c.Parameters.Proxy is null).OrderBy(c => c.Parameters.Seed).ToList();
+        var comparisons = new List<ProxyComparison>();
+        foreach (var p in r.Proxies)
+        {
+            var mine = records.Where(c => c.Parameters.Proxy == p.Name).OrderBy(c => c.Parameters.Seed).ToList();
+            var (gain, low, high) = Stats.PairedGain(
+                baselines.SelectMany(Hits).ToArray(),
+                mine.SelectMany(Hits).ToArray()
+            );
+            var (cleanGain, _, _) = Stats.PairedGain(
+                baselines.SelectMany(Clean).ToArray(),
+                mine.SelectMany(Clean).ToArray()
+            );
+            var q = quality[p.Name].Store;
+            comparisons.Add(
+                new ProxyComparison(
+                    p.Name,
+                    p.Store,
+                    gain,
+                    [low, high],
+                    cleanGain,
+                    arc.Proxies.Single(a => a.Name == p.Name).Arc,
+                    q.FrechetDistance,
+                    q.MeanClassFrechetDistance,
+                    q.Precision,
+                    q.Recall,
+                    q.FeatureWasserstein?.Mean,
+                    q.PixelWasserstein?.Mean
+                )
+            );
+        }
+        var gains = comparisons.Select(c => c.Gain).ToList();
+        MetricCorrelation Correlate(string metric, Func<ProxyComparison, double?> value, int sign)
+        {
+            var values = comparisons.Select(c => value(c) ?? double.NaN).ToList();
+            if (values.Concat(gains).Any(v => !double.IsFinite(v)))
+                return new MetricCorrelation(metric, null, null, sign);
+            double rho = RankCorrelation.Spearman(values, gains);
+            double p = comparisons.Count <= 9 ? RankCorrelation.ExactPValue(values, gains) : double.NaN;
+            return new MetricCorrelation(
+                metric,
+                double.IsFinite(rho) ? rho : null,
+                double.IsFinite(p) ? p : null,
+                sign
+            );
+        }
+        var correlations = new List<MetricCorrelation>
+        {
+            Correlate("ARC", c => c.Arc, -1),
+            Correlate("Fréchet distance", c => c.FrechetDistance, -1),
+            Correlate("per-class Fréchet distance", c => c.MeanClassFrechetDistance, -1),
+            Correlate("precision", c => c.Precision, +1),
+            Correlate("recall", c => c.Recall, +1),
+            Correlate("W1, feature space", c => c.FeatureWasserstein, -1),
+            Correlate("W1, pixel space", c => c.PixelWasserstein, -1),
+        };
+        var markdown = Path.Combine(r.Output, "compare.md");
+        var report = new CompareProxiesReport(comparisons, correlations, markdown);
+        AtomicFile.WriteAllText(markdown, Render(r, report, records));
+        JsonFiles.Write(Path.Combine(r.Output, "compare.json"), report);
+        return report;
+    }
+
+    private static string Safe(string name) =>
+        string.Concat(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
+
+    private static string Render(CompareProxiesRequest r, CompareProxiesReport report, List<CellRecord> records)
+    {
+        var c = CultureInfo.InvariantCulture;
+        string F(double? v, string format = "F2") => v is { } x && double.IsFinite(x) ? x.ToString(format, c) : "-";
+        var sb = new StringBuilder();
+        sb.AppendLine("# Which proxy helps robustness most");
+        sb.AppendLine();
+        sb.AppendLine(
+            $"Command: `{r.Command}`. PORT (PGD-{r.Settings.AttackSteps} training, eps {r.Epsilon.ToString(c)}, "
+                + $"{r.Settings.Epochs} epochs over {r.RealImages} real images, gamma {r.Gamma.ToString(c)}) with each "
+                + $"proxy against the real-only baseline, seeds {string.Join(", ", r.Seeds)}, on the same "
+                + $"{r.Settings.EvalPoints} test points (PGD-20); the gain is paired over every (seed, test point). "
+                + $"Quality in the feature space of `{r.Classifier}` on {r.QualityImages} images per side; ARC with "
+                + $"{r.ArcTrainPerSide} + {r.ArcTestPerSide} images per side and {r.ArcEpochs} epochs per "
+                + "discriminator (arc/arc.md). Per-cell results: report.md."
+        );
+        sb.AppendLine();
+        sb.AppendLine(
+            "| proxy | PGD-20 gain, points (95% CI) | clean gain | ARC | FD | per-class FD | precision | recall | "
+                + "W1 features | W1 pixels |"
+        );
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var p in report.Proxies.OrderByDescending(p => p.Gain))
+            sb.AppendLine(
+                $"| {p.Name} | {F(p.Gain, "+0.0;-0.0")} ({F(p.GainInterval95[0], "F1")} to "
+                    + $"{F(p.GainInterval95[1], "F1")}) | {F(p.CleanGain, "+0.0;-0.0")} | {F(p.Arc, "F3")} | "
+                    + $"{F(p.FrechetDistance)} | {F(p.MeanClassFrechetDistance)} | {F(p.Precision, "F3")} | "
+                    + $"{F(p.Recall, "F3")} | {F(p.FeatureWasserstein, "F3")} | {F(p.PixelWasserstein, "F3")} |"
+            );
+        sb.AppendLine();
+        sb.AppendLine(
+            $"Spearman's rank correlation of each metric with the PGD-20 gain over these {report.Proxies.Count} "
+                + "proxies, with its exact two-sided permutation p-value (all orderings enumerated; with k proxies "
+                + "the smallest possible p is 2/k!, so with 4 proxies no correlation can reach p < 0.05):"
+        );
+        sb.AppendLine();
+        sb.AppendLine("| metric | rho | exact p | a useful metric's sign | ranks the proxies as the gain does? |");
+        sb.AppendLine("|---|---|---|---|---|");
+        var byGain = report.Proxies.OrderByDescending(p => p.Gain).Select(p => p.Name).ToList();
+        foreach (var m in report.Correlations)
+        {
+            string agrees =
+                m.Rho is not { } rho ? "-"
+                : Math.Abs(rho - m.ExpectedSign) < 1e-9 ? "yes, exactly"
+                : Math.Sign(rho) == m.ExpectedSign ? "in tendency"
+                : "no";
+            sb.AppendLine(
+                $"| {m.Metric} | {F(m.Rho, "+0.00;-0.00")} | {F(m.PValue, "F3")} | "
+                    + $"{(m.ExpectedSign < 0 ? "negative" : "positive")} | {agrees} |"
+            );
+        }
+        sb.AppendLine();
+        sb.AppendLine($"Ranked by gain: {string.Join(" > ", byGain)}.");
+        foreach (
+            var (metric, order) in new (string, IEnumerable<string>)[]
+            {
+                ("ARC", report.Proxies.OrderBy(p => p.Arc).Select(p => p.Name)),
+                ("Fréchet distance", report.Proxies.OrderBy(p => p.FrechetDistance).Select(p => p.Name)),
+            }
+        )
+        {
+            var list = order.ToList();
+            var disagree = byGain.Where((name, i) => list[i] != name).ToList();
+            sb.AppendLine(
+                $"Ranked by {metric}: {string.Join(" > ", list)}"
+                    + (disagree.Count == 0 ? " (the gain's order)." : $" (differs at {string.Join(", ", disagree)}).")
+            );
+        }
+        return sb.ToString();
+    }
+}
