@@ -10,7 +10,8 @@ public static class RankCorrelation
         int n = values.Count;
         var order = Enumerable.Range(0, n).OrderBy(i => values[i]).ToArray();
         var ranks = new double[n];
-        for (int start = 0; start < n; )
+        int start = 0;
+        while (start < n)
         {
             int end = start;
             while (end + 1 < n && values[order[end + 1]] == values[order[start]])
