@@ -11,17 +11,9 @@ internal static class ArcCommand
     public static Command Create(CancellationToken cancel)
     {
         var real = Shared.Data("real data set (train split for the discriminators, test split for testing them)");
-        var synthetic = new Option<string[]>("--synthetic")
-        {
-            Description = "proxy stores to rank (images .npy with labels beside, or any data set the tool reads)",
-            Required = true,
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var names = new Option<string[]>("--names")
-        {
-            Description = "a name per proxy (default: the file names)",
-            AllowMultipleArgumentsPerToken = true,
-        };
+        var (synthetic, names) = Shared.ProxyOptions(
+            "proxy stores to rank (images .npy with labels beside, or any data set the tool reads)"
+        );
         var output = new Option<string>("--out")
         {
             Description = "folder: arc.md, arc.json, arc.png, and the cached discriminators",
@@ -82,15 +74,7 @@ internal static class ArcCommand
         cmd.SetAction(p =>
             ExitCodes.Guard(() =>
             {
-                var stores = p.GetValue(synthetic)!;
-                var given = p.GetValue(names) ?? [];
-                if (given.Length != 0 && given.Length != stores.Length)
-                    throw new UsageException($"{given.Length} names for {stores.Length} proxies");
-                var proxies = stores
-                    .Select(
-                        (s, i) => new ArcProxy(given.Length > 0 ? given[i] : Path.GetFileNameWithoutExtension(s), s)
-                    )
-                    .ToList();
+                var proxies = Shared.Proxies(p.GetValue(synthetic)!, p.GetValue(names));
                 var budgetText = p.GetValue(budgets);
                 var request = new ArcRequest
                 {

@@ -10,17 +10,7 @@ internal static class CompareProxiesCommand
 {
     public static Command Create(CancellationToken cancel)
     {
-        var synthetic = new Option<string[]>("--synthetic")
-        {
-            Description = "proxy stores to compare (at least two)",
-            Required = true,
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var names = new Option<string[]>("--names")
-        {
-            Description = "a name per proxy (default: the file names)",
-            AllowMultipleArgumentsPerToken = true,
-        };
+        var (synthetic, names) = Shared.ProxyOptions("proxy stores to compare (at least two)");
         var classifier = new Option<string>("--classifier")
         {
             Description = "a classifier trained on the real data (feature space of the quality metrics)",
@@ -69,10 +59,7 @@ internal static class CompareProxiesCommand
         cmd.SetAction(p =>
             ExitCodes.Guard(() =>
             {
-                var stores = p.GetValue(synthetic)!;
-                var given = p.GetValue(names) ?? [];
-                if (given.Length != 0 && given.Length != stores.Length)
-                    throw new UsageException($"{given.Length} names for {stores.Length} proxies");
+                var proxies = Shared.Proxies(p.GetValue(synthetic)!, p.GetValue(names));
                 var seedList = new List<int>();
                 foreach (var part in p.GetValue(seeds)!.Split(',', StringSplitOptions.TrimEntries))
                     seedList.Add(
@@ -82,11 +69,7 @@ internal static class CompareProxiesCommand
                     );
                 var request = new CompareProxiesRequest
                 {
-                    Proxies = stores
-                        .Select(
-                            (s, i) => new ArcProxy(given.Length > 0 ? given[i] : Path.GetFileNameWithoutExtension(s), s)
-                        )
-                        .ToList(),
+                    Proxies = proxies,
                     Classifier = p.GetValue(classifier)!,
                     Output = p.GetValue(output)!,
                     Command = "proxyrobust " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),

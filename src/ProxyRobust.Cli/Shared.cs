@@ -48,6 +48,35 @@ internal static class Shared
             DefaultValueFactory = _ => 0,
         }.NonNegative();
 
+    /// <summary>--synthetic S1 S2 ... and --names a b ...: the proxies of `arc` and `compare-proxies`.</summary>
+    public static (Option<string[]> Stores, Option<string[]> Names) ProxyOptions(string storesDescription) =>
+        (
+            new Option<string[]>("--synthetic")
+            {
+                Description = storesDescription,
+                Required = true,
+                AllowMultipleArgumentsPerToken = true,
+            },
+            new Option<string[]>("--names")
+            {
+                Description = "a name per proxy (default: the file names)",
+                AllowMultipleArgumentsPerToken = true,
+            }
+        );
+
+    /// <summary>The proxies named by those options (a usage error when the counts differ).</summary>
+    public static List<Experiments.ArcProxy> Proxies(string[] stores, string[]? names)
+    {
+        names ??= [];
+        if (names.Length != 0 && names.Length != stores.Length)
+            throw new UsageException($"{names.Length} names for {stores.Length} proxies");
+        return stores
+            .Select(
+                (s, i) => new Experiments.ArcProxy(names.Length > 0 ? names[i] : Path.GetFileNameWithoutExtension(s), s)
+            )
+            .ToList();
+    }
+
     public static Option<int> Seed() => new("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
 
     public static Option<int> BatchSize(int dflt) =>
