@@ -254,9 +254,10 @@ public static class ArcRun
         sb.AppendLine("# ARC: robust discrimination of proxies from real data");
         sb.AppendLine();
         sb.AppendLine(
-            $"Real data: `{r.Real}`. For each proxy and {r.Norm} budget, a real-vs-synthetic discriminator trained with "
-                + $"PGD-10 at that budget on {r.TrainPerSide:N0} images of each side, tested with PGD-20 at the same budget "
-                + $"on {r.TestPerSide:N0} other images of each side (real ones from the test split). ARC is the area under "
+            $"Real data: `{r.Real}`. For each proxy and {r.Norm} budget, a real-vs-synthetic discriminator "
+                + $"trained with PGD-10 at that budget on {r.TrainPerSide:N0} images of each side, tested with PGD-20 "
+                + $"at the same budget on {r.TestPerSide:N0} other images of each side (real ones from the test "
+                + "split). ARC is the area under "
                 + "max(accuracy, 0.5) against eps / eps_max (trapezoid rule; 0.5 is what a constant prediction scores "
                 + "under any attack): 0.5 is a proxy the discriminators cannot tell from real data, 1 one they always "
                 + "tell apart. Lower is closer. The table gives the measured accuracies."

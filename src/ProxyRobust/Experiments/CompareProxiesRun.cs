@@ -9,7 +9,8 @@ namespace ProxyRobust.Experiments;
 /// <summary>
 /// `compare-proxies`: for each proxy, PORT's robust-accuracy gain over the real-only baseline (the demo's cells, one
 /// per proxy and seed, on the same real images and test points), its quality report (recognition, Fréchet distance,
-/// precision/recall, conditional W1) in <see cref="Classifier"/>'s feature space, and its ARC; then how well each metric
+/// precision/recall, conditional W1) in <see cref="Classifier"/>'s feature space, and its ARC; then how well each
+/// metric
 /// ranks the proxies by their gain. Every part is resumable and cached: a finished cell, report or discriminator is
 /// never redone, so adding a proxy runs only its own parts.
 /// </summary>

@@ -280,7 +280,8 @@ public static class ExperimentReport
                 Radii(p).Select(r => r >= 0.5).ToArray()
             );
             sb.AppendLine(
-                $"- seed {seed}{Which(cells, model)}, certified accuracy at r = 0.5: **{Signed(g)}** points (paired 95% CI {F(lo)} to "
+                $"- seed {seed}{Which(cells, model)}, certified accuracy at r = 0.5: **{Signed(g)}** points "
+                    + $"(paired 95% CI {F(lo)} to "
                     + $"{F(hi)}, n = {Radii(b).Length})"
             );
         }

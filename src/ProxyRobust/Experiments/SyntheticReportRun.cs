@@ -304,7 +304,8 @@ public static class SyntheticReportRun
         void Row(string name, QualityNumbers q) =>
             sb.AppendLine(
                 $"| {name} | {q.Images:N0} | {P(q.Recognised)} ({Ci(q.RecognisedWilson95)}) | {F(q.FrechetDistance)} | "
-                    + $"{F(q.MeanClassFrechetDistance)} | {q.Precision.ToString("F3", c)} | {q.Recall.ToString("F3", c)} |"
+                    + $"{F(q.MeanClassFrechetDistance)} | {q.Precision.ToString("F3", c)} | "
+                    + $"{q.Recall.ToString("F3", c)} |"
             );
         Row("synthetic store", r.Store);
         if (r.RealReference is { } reference)
@@ -330,7 +331,8 @@ public static class SyntheticReportRun
         if (r.TransferGap is { } g)
         {
             sb.AppendLine(
-                $"Transfer of robustness (the bound of docs/PROXIES.md), model `{r.RobustModel}`, {g.Points} points per "
+                "Transfer of robustness (the bound of docs/PROXIES.md), model "
+                    + $"`{r.RobustModel}`, {g.Points} points per "
                     + "side (class-balanced): average l-2 distance to the nearest adversarial example found by FAB "
                     + "(100 iterations; an upper bound per point), and robust accuracy at eps "
                     + $"{g.Epsilon.ToString("0.###", c)} read off the same distances:"
@@ -339,11 +341,13 @@ public static class SyntheticReportRun
             sb.AppendLine("| | real test images | proxy images | difference | W1 in pixel space (l-2) |");
             sb.AppendLine("|---|---|---|---|---|");
             sb.AppendLine(
-                $"| average robustness | {g.MeanDistanceReal.ToString("F3", c)} | {g.MeanDistanceProxy.ToString("F3", c)} | "
+                $"| average robustness | {g.MeanDistanceReal.ToString("F3", c)} | "
+                    + $"{g.MeanDistanceProxy.ToString("F3", c)} | "
                     + $"{g.Gap.ToString("F3", c)} | {Wd(r.Store.PixelWasserstein)} |"
             );
             sb.AppendLine(
-                $"| robust accuracy % | {P(g.RobustReal)} | {P(g.RobustProxy)} | {P(Math.Abs(g.RobustReal - g.RobustProxy))} | |"
+                $"| robust accuracy % | {P(g.RobustReal)} | {P(g.RobustProxy)} | "
+                    + $"{P(Math.Abs(g.RobustReal - g.RobustProxy))} | |"
             );
             if (g.NotFoundReal + g.NotFoundProxy > 0)
                 sb.AppendLine(

@@ -361,7 +361,8 @@ internal sealed class NpyArray
                 throw new DataFormatException(
                     Name,
                     $"image {index}, element {e} is {(range == FloatRange.MinusOneOne ? 2 * v - 1 : v)}: float images "
-                        + $"must be finite and in {(range == FloatRange.ZeroOne ? "[0, 1] (or say --float-range -1,1)" : "[-1, 1]")}"
+                        + "must be finite and in "
+                        + (range == FloatRange.ZeroOne ? "[0, 1] (or say --float-range -1,1)" : "[-1, 1]")
                 );
             pixels[target] = (byte)Math.Round(Math.Clamp(v, 0, 1) * 255);
         }

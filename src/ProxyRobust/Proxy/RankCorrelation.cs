@@ -50,8 +50,8 @@ public static class RankCorrelation
 
     /// <summary>
     /// The two-sided exact p-value of Spearman's rho under independence: the fraction of the n! orderings of y whose
-    /// |rho| is at least the observed one (with 4 proxies the smallest possible p is 2/24 = 0.083: no ranking of 4 can be
-    /// significant at 5%, which the report says).
+    /// |rho| is at least the observed one (with 4 proxies the smallest possible p is 2/24 = 0.083: no ranking of 4 can
+    /// be significant at 5%, which the report says).
     /// </summary>
     public static double ExactPValue(IReadOnlyList<double> x, IReadOnlyList<double> y)
     {

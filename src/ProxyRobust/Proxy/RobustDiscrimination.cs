@@ -61,9 +61,8 @@ public static class DiscriminationData
 /// <summary>
 /// ARC: the area under robust discrimination accuracy against the perturbation budget, with the budget axis normalised
 /// to [0, 1] by the largest budget (eps / eps_max) and accuracy as a fraction, by the trapezoid rule over the measured
-/// budgets, of accuracies floored at chance (0.5, see Experiments.ArcRun). A proxy a robust discriminator cannot tell from the real
-/// data scores 0.5;
-/// one it always tells apart scores 1. Lower is closer to the real distribution.
+/// budgets, of accuracies floored at chance (0.5, see Experiments.ArcRun). A proxy a robust discriminator cannot
+/// tell from the real data scores 0.5; one it always tells apart scores 1. Lower is closer to the real distribution.
 /// </summary>
 public static class Arc
 {
