@@ -20,7 +20,7 @@ dotnet test ProxyRobust.slnx -c "$PR_CONFIG" -nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One plain closing line that any CI reader understands.
-summary=$(grep -E "(Passed|Failed)!? +- +Failed: +[0-9]+, +Passed: +[0-9]+" "$log" | tail -1)
+summary=$(grep -E "(Passed|Failed)!? +- +Failed: +[0-9]+, +Passed: +[0-9]+" "$log" | tail -1 || true)
 if [ -n "$summary" ]; then
   failed=$(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")
   passed=$(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")

@@ -192,11 +192,11 @@ public sealed class CompareProxiesTests
             Classifier = classifier,
             Output = dir.File("compare"),
             RealImages = 100,
-            Settings = CompareProxiesRun.DefaultSettings with { Epochs = 2, EvalPoints = 60, ValSize = 30 },
-            QualityImages = 200,
+            Settings = CompareProxiesRun.DefaultSettings with { Epochs = 1, EvalPoints = 60, ValSize = 30 },
+            QualityImages = 100,
             ArcBudgets = [0, 0.1],
-            ArcTrainPerSide = 150,
-            ArcTestPerSide = 80,
+            ArcTrainPerSide = 120,
+            ArcTestPerSide = 60,
             ArcEpochs = 2,
         };
         var report = CompareProxiesRun.Execute(request);
