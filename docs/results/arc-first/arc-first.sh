@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # First ARC measurement on Fashion-MNIST (issue 14): held-out real images, the GAN (3,000 steps) and an under-trained
-# DDPM (step 2,500 of 6,000, DPM-Solver++ 10 steps), 1,000 + 500 images per side, 5 epochs per discriminator.
+# DDPM (step 2,500 of 6,000, DPM-Solver++ 10 steps; the GAN and DDPM runs of docs/GENERATORS.md must exist in runs/), 1,000 + 500 images per side, 5 epochs per discriminator.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-pr="dotnet /work/arc-bin/ProxyRobust.Cli.dll"
+cd "$(dirname "$0")/../../.."  # the repository root
+pr="${PROXYROBUST:-./proxyrobust}"  # it was run from a copy of the build, to keep developing meanwhile
 out=runs/arc-first; mkdir -p $out
 [ -f $out/holdout.npy ] || {
   $pr eval --checkpoint runs/fm-judge --split train --n-examples 10000 --seed 7 --save-points $out/holdout-f32.npy --threads 1
