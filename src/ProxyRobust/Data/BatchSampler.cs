@@ -80,6 +80,33 @@ public sealed class BatchSampler(
             .First()
             .ToTensors(device);
 
+    /// <summary>
+    /// Runs <paramref name="body"/> on every image of <paramref name="data"/>, in order and unaugmented, in batches on
+    /// <paramref name="device"/>: (images, labels, index of the batch's first image, its count), each batch in its own
+    /// dispose scope, with (done, total) reported after each. The one loop of inference over a data set (labelling,
+    /// features, scores, minimum-norm attacks).
+    /// </summary>
+    public static void ForEachInOrder(
+        ImageDataset data,
+        int batchSize,
+        Device device,
+        Action<Tensor, Tensor, int, int> body,
+        IProgress<(int Done, int Total)>? progress = null
+    )
+    {
+        int done = 0;
+        foreach (var batch in new BatchSampler(data, batchSize, shuffle: false, AugmentOptions.None, 0).Epoch(0))
+        {
+            using (NewDisposeScope())
+            {
+                var (x, y) = batch.ToTensors(device);
+                body(x, y, done, batch.Count);
+            }
+            done += batch.Count;
+            progress?.Report((done, data.Count));
+        }
+    }
+
     public int BatchSize => batchSize;
     public int BatchesPerEpoch => dropLast ? data.Count / batchSize : (data.Count + batchSize - 1) / batchSize;
 

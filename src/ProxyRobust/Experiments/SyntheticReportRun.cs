@@ -400,19 +400,14 @@ public static class ScoreRun
         model.Spec.CheckAccepts(store.Source, store.Channels, store.Height, store.Width, 2);
         var scores = new float[store.Count];
         using (torch.no_grad())
-        {
-            int done = 0;
-            var sampler = new BatchSampler(store, r.BatchSize, shuffle: false, AugmentOptions.None, 0);
-            foreach (var batch in sampler.Epoch(0))
-            {
-                using var scope = torch.NewDisposeScope();
-                var (x, _) = batch.ToTensors(device);
-                var real = torch.nn.functional.softmax(model.call(x), 1).select(1, 0);
-                real.cpu().data<float>().CopyTo(scores, done);
-                done += batch.Count;
-                progress?.Report((done, store.Count));
-            }
-        }
+            BatchSampler.ForEachInOrder(
+                store,
+                r.BatchSize,
+                device,
+                (x, _, at, _) =>
+                    torch.nn.functional.softmax(model.call(x), 1).select(1, 0).cpu().data<float>().CopyTo(scores, at),
+                progress
+            );
         var output = r.Output ?? Path.ChangeExtension(r.Synthetic, null) + ".scores.npy";
         Npy.WriteFloats(output, [scores.Length], scores);
         return new ScoreOutcome(output, scores.Length, scores.Average(), scores.Min(), scores.Max());

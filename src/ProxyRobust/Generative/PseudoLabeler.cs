@@ -27,18 +27,18 @@ public static class PseudoLabeler
         var confidence = new float[images.Count];
         model.eval();
         using var noGrad = no_grad();
-        int done = 0;
-        foreach (var batch in new BatchSampler(images, batchSize, shuffle: false, AugmentOptions.None, 0).Epoch(0))
-        {
-            using var scope = NewDisposeScope();
-            var (x, _) = batch.ToTensors(device);
-            var probs = nn.functional.softmax(model.call(x), 1);
-            var (conf, cls) = probs.max(1);
-            cls.cpu().to(ScalarType.Int32).data<int>().CopyTo(predicted, done);
-            conf.cpu().data<float>().CopyTo(confidence, done);
-            done += batch.Count;
-            progress?.Report((done, images.Count));
-        }
+        BatchSampler.ForEachInOrder(
+            images,
+            batchSize,
+            device,
+            (x, _, at, _) =>
+            {
+                var (conf, cls) = nn.functional.softmax(model.call(x), 1).max(1);
+                cls.cpu().to(ScalarType.Int32).data<int>().CopyTo(predicted, at);
+                conf.cpu().data<float>().CopyTo(confidence, at);
+            },
+            progress
+        );
         return new Labels(predicted, confidence);
     }
 }

@@ -39,26 +39,25 @@ public sealed record FeatureSet(double[,] Features, int[] Predicted, int[] Label
         using var noGrad = no_grad();
         double[,]? features = null;
         var predicted = new int[images.Count];
-        int done = 0;
-        foreach (var batch in new BatchSampler(images, batchSize, shuffle: false, AugmentOptions.None, 0).Epoch(0))
-        {
-            using var scope = NewDisposeScope();
-            var (x, _) = batch.ToTensors(device);
-            var f = model.Features(x);
-            var logits = model.call(x);
-            logits.argmax(1).cpu().to(ScalarType.Int32).data<int>().CopyTo(predicted, done);
-            var rows = f.cpu().to(ScalarType.Float64).contiguous();
-            features ??= new double[images.Count, rows.shape[1]];
-            var values = rows.data<double>();
-            int d = (int)rows.shape[1];
-            for (int i = 0; i < batch.Count; i++)
+        BatchSampler.ForEachInOrder(
+            images,
+            batchSize,
+            device,
+            (x, _, at, count) =>
             {
-                for (int j = 0; j < d; j++)
-                    features[done + i, j] = values[i * d + j];
-            }
-            done += batch.Count;
-            progress?.Report((done, images.Count));
-        }
+                model.call(x).argmax(1).cpu().to(ScalarType.Int32).data<int>().CopyTo(predicted, at);
+                var rows = model.Features(x).cpu().to(ScalarType.Float64).contiguous();
+                int d = (int)rows.shape[1];
+                features ??= new double[images.Count, d];
+                var values = rows.data<double>();
+                for (int i = 0; i < count; i++)
+                {
+                    for (int j = 0; j < d; j++)
+                        features[at + i, j] = values[i * d + j];
+                }
+            },
+            progress
+        );
         return new FeatureSet(features ?? new double[0, 0], predicted, images.Labels.ToArray());
     }
 }

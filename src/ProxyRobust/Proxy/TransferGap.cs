@@ -41,27 +41,24 @@ public static class TransferGaps
         if (real.Count != proxy.Count)
             throw new ArgumentException($"{real.Count} real points but {proxy.Count} proxy points");
         var fab = new Fab(new ThreatModel(Norm.L2, epsilon), iterations, Targeted: false);
-        int total = 2 * real.Count,
-            done = 0;
-        double[] Distances(ImageDataset ds)
+        // progress over both sides: the proxy's points come after the real ones
+        double[] Distances(ImageDataset ds, int offset)
         {
             var norms = new double[ds.Count];
-            int at = 0;
-            foreach (var batch in new BatchSampler(ds, batchSize, shuffle: false, AugmentOptions.None, 0).Epoch(0))
-            {
-                using var scope = NewDisposeScope();
-                var (x, y) = batch.ToTensors(device);
-                var (_, n) = fab.MinimumNorm(model, x, y);
-                var values = n.cpu().to(ScalarType.Float64).data<double>().ToArray();
-                values.CopyTo(norms, at);
-                at += batch.Count;
-                done += batch.Count;
-                progress?.Report((done, total));
-            }
+            BatchSampler.ForEachInOrder(
+                ds,
+                batchSize,
+                device,
+                (x, y, at, _) =>
+                    fab.MinimumNorm(model, x, y).Norms.cpu().to(ScalarType.Float64).data<double>().CopyTo(norms, at),
+                progress is null
+                    ? null
+                    : new Core.Reporter<(int Done, int Total)>(p => progress.Report((offset + p.Done, 2 * ds.Count)))
+            );
             return norms;
         }
-        var r = Distances(real);
-        var p = Distances(proxy);
+        var r = Distances(real, 0);
+        var p = Distances(proxy, real.Count);
         double cap = r.Concat(p).Where(double.IsFinite).DefaultIfEmpty(0).Max();
         double Mean(double[] d) => d.Select(v => double.IsFinite(v) ? v : cap).Average();
         double Robust(double[] d) => d.Count(v => v > epsilon) / (double)d.Length;
