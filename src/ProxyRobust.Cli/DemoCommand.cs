@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ProxyRobust.Attacks;
 using ProxyRobust.Experiments;
 
 namespace ProxyRobust.Cli;
@@ -22,6 +23,8 @@ internal static class DemoCommand
         {
             Description = "accepted for symmetry with train: the demo always continues where it stopped",
         };
+        var finalAttack = Shared.FinalAttack();
+        var valAttack = Shared.ValAttack();
         var threads = Shared.Threads();
         var cmd = new Command(
             "demo",
@@ -32,15 +35,29 @@ internal static class DemoCommand
             full,
             output,
             resume,
+            finalAttack,
+            valAttack,
             threads,
         };
         cmd.SetAction(p =>
             ExitCodes.Guard(() =>
             {
                 bool isFull = p.GetValue(full);
+                string final = p.GetValue(finalAttack)!,
+                    val = p.GetValue(valAttack)!;
                 var command =
-                    "proxyrobust demo" + (isFull ? " --full" : "") + (p.GetValue(output) is { } o ? $" --out {o}" : "");
-                var plan = Demo.Plan(isFull, p.GetValue(output), command);
+                    "proxyrobust demo"
+                    + (isFull ? " --full" : "")
+                    + (p.GetValue(output) is { } o ? $" --out {o}" : "")
+                    + (final != "standard" ? $" --final-attack {final}" : "")
+                    + (val != "pgd" ? $" --val-attack {val}" : "");
+                var plan = Demo.Plan(
+                    isFull,
+                    p.GetValue(output),
+                    command,
+                    Enum.Parse<AutoAttackVersion>(final, ignoreCase: true),
+                    val
+                );
                 Shared.StartTorch(p.GetValue(threads));
                 var outcome = ExperimentRunner.Run(plan, plan.Cells, new ProgressView.ExperimentView(), cancel);
                 Console.WriteLine();

@@ -29,9 +29,21 @@ internal static class EvalCommand
         }.AcceptOnlyFromAmong("none", "pgd", "fgsm", "autoattack");
         var version = new Option<string>("--version")
         {
-            Description = "AutoAttack version: standard | plus | rand (randomised defences)",
+            Description =
+                "AutoAttack version: standard | plus | rand (randomised defences) | fast (APGD-CE, then APGD-T on "
+                + "MALT's targets: screening) | strong (standard, then APGD-PM and APGD-MALT: final numbers)",
             DefaultValueFactory = _ => "standard",
-        }.AcceptOnlyFromAmong("standard", "plus", "rand");
+        }.AcceptOnlyFromAmong("standard", "plus", "rand", "fast", "strong");
+        var maltTargets = new Option<int>("--malt-targets")
+        {
+            Description = "AutoAttack fast/strong: target classes of APGD-MALT (nearest boundaries first)",
+            DefaultValueFactory = _ => 5,
+        }.Positive();
+        var maltIterations = new Option<int>("--malt-iterations")
+        {
+            Description = "AutoAttack fast/strong: APGD iterations per MALT target",
+            DefaultValueFactory = _ => 100,
+        }.Positive();
         var components = new Option<string?>("--attacks")
         {
             Description = "AutoAttack: run only these components (comma-separated, e.g. apgd-ce,apgd-t)",
@@ -63,9 +75,10 @@ internal static class EvalCommand
         }.Positive();
         var loss = new Option<string>("--loss")
         {
-            Description = "ce (cross-entropy) or margin (Carlini-Wagner)",
+            Description =
+                "ce (cross-entropy), margin (Carlini-Wagner, logits) or pm (probability margin, Xie et al. 2024)",
             DefaultValueFactory = _ => "ce",
-        }.AcceptOnlyFromAmong("ce", "margin");
+        }.AcceptOnlyFromAmong("ce", "margin", "pm");
         var targeted = new Option<string>("--targeted")
         {
             Description =
@@ -108,6 +121,8 @@ internal static class EvalCommand
             n,
             attack,
             version,
+            maltTargets,
+            maltIterations,
             components,
             report,
             saveLogits,
@@ -153,7 +168,12 @@ internal static class EvalCommand
                     Steps = p.GetValue(steps),
                     Restarts = p.GetValue(restarts),
                     StepSize = p.GetValue(stepSize),
-                    Loss = p.GetValue(loss) == "margin" ? AttackLoss.Margin : AttackLoss.CrossEntropy,
+                    Loss = p.GetValue(loss) switch
+                    {
+                        "margin" => AttackLoss.Margin,
+                        "pm" => AttackLoss.ProbabilityMargin,
+                        _ => AttackLoss.CrossEntropy,
+                    },
                     Targets = p.GetValue(targeted) switch
                     {
                         "random" => TargetChoice.Random,
@@ -161,6 +181,8 @@ internal static class EvalCommand
                         _ => TargetChoice.None,
                     },
                     Version = Enum.Parse<AutoAttackVersion>(p.GetValue(version)!, ignoreCase: true),
+                    MaltTargets = p.GetValue(maltTargets),
+                    MaltIterations = p.GetValue(maltIterations),
                     Components = p.GetValue(components)
                         ?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                     Json = p.GetValue(json),

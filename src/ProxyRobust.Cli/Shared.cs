@@ -34,6 +34,24 @@ internal static class Shared
 
     public static Split SplitOf(string s) => s == "train" ? ProxyRobust.Data.Split.Train : ProxyRobust.Data.Split.Test;
 
+    /// <summary>Experiments: the AutoAttack version of the final test.</summary>
+    public static Option<string> FinalAttack() =>
+        new Option<string>("--final-attack")
+        {
+            Description = "AutoAttack version of the final test: standard | strong (adds APGD-PM and APGD-MALT) | fast",
+            DefaultValueFactory = _ => "standard",
+        }.AcceptOnlyFromAmong("standard", "strong", "fast");
+
+    /// <summary>Adversarial training: the attack of the per-epoch validation.</summary>
+    public static Option<string> ValAttack() =>
+        new Option<string>("--val-attack")
+        {
+            Description =
+                "per-epoch validation attack: pgd (PGD with the training's steps) | fast (APGD-CE, then "
+                + "MALT-targeted APGD-T; slower, closer to AutoAttack)",
+            DefaultValueFactory = _ => "pgd",
+        }.AcceptOnlyFromAmong("pgd", "fast");
+
     public static Option<string> Device() =>
         new Option<string>("--device")
         {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ProxyRobust.Attacks;
 using ProxyRobust.Experiments;
 
 namespace ProxyRobust.Cli;
@@ -48,9 +49,11 @@ internal static class SweepCommand
         }.Positive();
         var aaPoints = new Option<int>("--autoattack-points")
         {
-            Description = "also run AutoAttack (standard) on this many of the test points",
+            Description = "also run AutoAttack (--final-attack) on this many of the test points",
             DefaultValueFactory = _ => 0,
         }.NonNegative();
+        var finalAttack = Shared.FinalAttack();
+        var valAttack = Shared.ValAttack();
         var output = new Option<string>("--out") { Description = "experiment folder", Required = true };
         var worker = new Option<string?>("--worker")
         {
@@ -77,6 +80,8 @@ internal static class SweepCommand
             evalSize,
             valSize,
             aaPoints,
+            finalAttack,
+            valAttack,
             output,
             worker,
             cellName,
@@ -92,6 +97,8 @@ internal static class SweepCommand
                     EvalPoints = p.GetValue(evalSize),
                     ValSize = p.GetValue(valSize),
                     AutoAttackPoints = p.GetValue(aaPoints),
+                    FinalAttack = Enum.Parse<AutoAttackVersion>(p.GetValue(finalAttack)!, ignoreCase: true),
+                    ValAttack = p.GetValue(valAttack)!,
                 };
                 var grid = new SweepGrid(
                     Ints(p.GetValue(real)!, "--real"),

@@ -26,6 +26,7 @@ internal static class TrainCommand
             Description = "hold out this many real training images to validate after every epoch; keeps OUT/best.*",
             DefaultValueFactory = _ => 0,
         }.NonNegative();
+        var valAttack = Shared.ValAttack();
         var evalSize = new Option<int?>("--eval-size")
         {
             Description = "test on a seeded, class-balanced subset of this many images",
@@ -199,6 +200,7 @@ internal static class TrainCommand
             evalData,
             trainSize,
             valSize,
+            valAttack,
             evalSize,
             dataSeed,
             arch,
@@ -247,6 +249,7 @@ internal static class TrainCommand
                     EvalData = p.GetValue(evalData),
                     TrainSize = p.GetValue(trainSize),
                     ValSize = p.GetValue(valSize),
+                    ValAttack = p.GetValue(valAttack)!,
                     EvalSize = p.GetValue(evalSize),
                     DataSeed = p.GetValue(dataSeed),
                     Arch = p.GetValue(arch)!,
@@ -284,7 +287,10 @@ internal static class TrainCommand
                         Device = p.GetValue(device)!,
                     },
                 };
-                var result = ProgressView.Train("train", progress => TrainRun.Execute(config, progress, cancel));
+                var result = ProgressView.Cell(
+                    "train",
+                    (progress, phases) => TrainRun.Execute(config, progress, cancel, phases)
+                );
                 Report(result);
                 return ExitCodes.Ok;
             })

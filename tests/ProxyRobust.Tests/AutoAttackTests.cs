@@ -166,14 +166,121 @@ public sealed class AutoAttackTests
         int fabT = Robust(new Fab(threat, 30, Targeted: true, TargetClasses: 2, Seed: 1));
         int fab = Robust(new Fab(threat, 20, Restarts: 2, Targeted: false, Seed: 1));
         int square = Robust(new Square(threat, 300, Seed: 1));
+        int apgdPm = Robust(new Apgd(threat, 50, Loss: ApgdLoss.ProbabilityMargin, Seed: 1));
+        int apgdMalt = Robust(
+            new Apgd(threat, 50, Loss: ApgdLoss.TargetedDlr, TargetClasses: 2, Seed: 1, Targeting: TargetOrder.Malt)
+        );
+        // A sequence (as the "fast" validation of training runs it) never leaves more robust points than its first
+        // attack alone with the seed the sequence gives it.
+        var ce = new Apgd(threat, 50, Loss: ApgdLoss.CrossEntropy);
+        var malt = new Apgd(threat, 50, Loss: ApgdLoss.TargetedDlr, TargetClasses: 2, Targeting: TargetOrder.Malt);
+        int sequence = Robust(new AttackSequence("ce, malt", threat, [ce, malt], Seed: 4));
+        int firstAlone = Robust(ce.WithSeed(Seeds.Derive(4, 0)));
+        Assert.True(sequence <= firstAlone, $"sequence {sequence} > its first attack alone {firstAlone}");
         Assert.InRange(pgd, 10, clean - 10); // the budget is neither trivial nor hopeless for this model
         Assert.True(apgdCe <= pgd, $"APGD-CE {apgdCe} > PGD-20 {pgd} robust points");
         Assert.True(apgdT <= pgd, $"APGD-T {apgdT} > PGD-20 {pgd}");
         // weaker or black-box components still find adversarial examples on this undefended model
         Assert.True(
-            apgdDlr < clean && fabT < clean && fab < clean && square < clean,
-            $"DLR {apgdDlr}, FAB-T {fabT}, FAB {fab}, Square {square} of {clean}"
+            apgdDlr < clean && fabT < clean && fab < clean && square < clean && apgdPm < clean && apgdMalt < clean,
+            $"DLR {apgdDlr}, FAB-T {fabT}, FAB {fab}, Square {square}, PM {apgdPm}, MALT {apgdMalt} of {clean}"
         );
+    }
+
+    [Theory]
+    [InlineData(Norm.Linf)]
+    [InlineData(Norm.L2)]
+    public void Malt_orders_the_targets_of_a_linear_model_by_their_exact_boundary_distance(Norm norm)
+    {
+        // For z = W x + b the boundary between the label y and class j is at distance (z_y - z_j) / ||w_y - w_j||_*
+        // (dual norm), computed here in doubles from the weights; MALT's linear estimate must give exactly that order.
+        var (model, w, b) = LinearModel(10, 5, 0.3);
+        torch.manual_seed(6);
+        using var x = rand(40, 1, 8, 8);
+        using var y = model.call(x).argmax(1).detach();
+        using var order = MaltTargeting.Order(model, x, y, norm);
+        Assert.Equal([40L, 9L], order.shape);
+        var W = w.data<float>().ToArray();
+        var B = b.data<float>().ToArray();
+        var X = x.flatten(1).data<float>().ToArray();
+        var labels = y.data<long>().ToArray();
+        var got = order.data<long>().ToArray();
+        int differsFromLogitOrder = 0;
+        for (int i = 0; i < 40; i++)
+        {
+            double Logit(int c) => B[c] + Enumerable.Range(0, 64).Sum(d => (double)W[c * 64 + d] * X[i * 64 + d]);
+            int yi = (int)labels[i];
+            double Distance(int j)
+            {
+                var gap = Enumerable.Range(0, 64).Select(d => (double)W[yi * 64 + d] - W[j * 64 + d]).ToArray();
+                double dual = norm == Norm.Linf ? gap.Sum(Math.Abs) : Math.Sqrt(gap.Sum(v => v * v));
+                return (Logit(yi) - Logit(j)) / dual;
+            }
+            var exact = Enumerable.Range(0, 10).Where(j => j != yi).OrderBy(Distance).ToArray();
+            var byLogit = Enumerable.Range(0, 10).Where(j => j != yi).OrderByDescending(Logit).ToArray();
+            Assert.Equal(exact.Select(j => (long)j), got.Skip(i * 9).Take(9));
+            if (!exact.SequenceEqual(byLogit))
+                differsFromLogitOrder++;
+        }
+        // the test means something only if MALT's order is not AutoAttack's logit order
+        Assert.True(differsFromLogitOrder > 20, $"only {differsFromLogitOrder} of 40 orders differ from the logits'");
+    }
+
+    [Fact]
+    public void Fast_validation_is_never_above_pgd_validation_of_the_same_run()
+    {
+        // The same seeded PGD-AT run validated with PGD-10 and with AutoAttack fast: the weights do not depend on the
+        // validation attack (its own generators, eval mode), so at every epoch fast's robust accuracy is at most PGD's
+        // and the clean accuracy is the same.
+        using var tmp = new TempDir();
+        Experiments.TrainRunResult Run(string valAttack) =>
+            Experiments.TrainRun.Execute(
+                new Experiments.TrainRunConfig
+                {
+                    TrainSize = 400,
+                    ValSize = 100,
+                    EvalSize = 50,
+                    Method = Experiments.TrainMethod.Pgd,
+                    Epsilon = 0.1,
+                    ValAttack = valAttack,
+                    OutputDir = tmp.File(valAttack),
+                    Options = new TrainOptions
+                    {
+                        Epochs = 2,
+                        BatchSize = 64,
+                        LearningRate = 0.05,
+                        Seed = 2,
+                    },
+                }
+            );
+        var pgd = Run("pgd").Training.History;
+        var fast = Run("fast").Training.History;
+        Assert.Equal(2, fast.Count);
+        for (int e = 0; e < 2; e++)
+        {
+            Assert.Equal(pgd[e].ValClean, fast[e].ValClean);
+            Assert.True(fast[e].ValRobust <= pgd[e].ValRobust, $"epoch {e + 1}: fast {fast[e].ValRobust} > PGD");
+        }
+    }
+
+    [Fact]
+    public void Probability_margin_is_negative_exactly_on_misclassified_points()
+    {
+        // Hand-checked: logits ln 1, ln 2, ln 3 give p = 1/6, 2/6, 3/6; the margin of class 1 is 2/6 - 3/6, of class 2
+        // is 3/6 - 2/6.
+        using var z = tensor(new[] { 0f, MathF.Log(2), MathF.Log(3), 0f, MathF.Log(2), MathF.Log(3) }).view(2, 3);
+        var pm = AttackLosses.ProbabilityMargin(z, tensor(new long[] { 1, 2 })).data<float>().ToArray();
+        Assert.Equal(-1.0 / 6, pm[0], 5);
+        Assert.Equal(1.0 / 6, pm[1], 5);
+        torch.manual_seed(3);
+        using var logits = randn(2000, 10) * 3;
+        using var labels = randint(0, 10, [2000], dtype: ScalarType.Int64);
+        var margin = AttackLosses.ProbabilityMargin(logits, labels).data<float>().ToArray();
+        var wrong = logits.argmax(1).ne(labels).data<bool>().ToArray();
+        Assert.InRange(wrong.Count(v => v), 1000, 1999); // both kinds of points occur
+        for (int i = 0; i < 2000; i++)
+            Assert.Equal(wrong[i], margin[i] < 0);
+        Assert.All(margin, m => Assert.InRange(m, -1f, 1f));
     }
 
     [Fact]
@@ -187,8 +294,8 @@ public sealed class AutoAttackTests
             dir,
             "--attack",
             "autoattack",
-            "--attacks",
-            "apgd-ce",
+            "--version",
+            "fast",
             "--eps",
             "0.1",
             "--n-examples",
@@ -204,8 +311,12 @@ public sealed class AutoAttackTests
             pgd = (int)card["pgd"]!["correct"]!,
             aa = (int)card["autoattack"]!["correct"]!;
         Assert.Equal(30, (int)card["points"]!);
-        Assert.True(aa <= pgd && pgd <= clean, $"clean {clean}, PGD-20 {pgd}, APGD-CE {aa}");
-        Assert.Contains("APGD-CE", File.ReadAllText(tmp.File("card.md")));
+        Assert.True(aa <= pgd && pgd <= clean, $"clean {clean}, PGD-20 {pgd}, AutoAttack fast {aa}");
+        Assert.Contains("APGD-T with MALT targets", File.ReadAllText(tmp.File("card.md")));
+        // the card names, per component, the points it broke first: together, every clean-correct point not robust
+        var stages = card["autoattack"]!["stages"]!.AsArray();
+        Assert.Equal(["apgd-ce", "apgd-malt"], stages.Select(st => (string)st!["attack"]!));
+        Assert.Equal(clean - aa, stages.Sum(st => st!["broken"]!.AsArray().Count));
         Assert.True(File.Exists(tmp.File("adv.labels.npy")));
         (code, _, err) = TestSupport.RunCli(
             "eval",
@@ -220,6 +331,19 @@ public sealed class AutoAttackTests
         );
         Assert.Equal(2, code);
         Assert.Contains("'nope' is not part of AutoAttack", err);
+        (code, _, err) = TestSupport.RunCli(
+            "eval",
+            "--checkpoint",
+            dir,
+            "--attack",
+            "autoattack",
+            "--attacks",
+            "apgd-malt",
+            "--eps",
+            "0.1"
+        );
+        Assert.Equal(2, code);
+        Assert.Contains("--version strong has apgd-malt", err);
     }
 
     /// <summary>
@@ -337,6 +461,27 @@ public sealed class AutoAttackTests
         Assert.Equal(["apgd-ce", "apgd-t", "fab-t", "square"], aa.Stages.Select(s => s.Attack));
         for (int i = 1; i < aa.Stages.Count; i++)
             Assert.True(aa.Stages[i].RobustAfter <= aa.Stages[i - 1].RobustAfter);
+        // Each component's newly broken points: disjoint, and together exactly the clean-correct points not robust.
+        var cleanCorrect = pgd.CleanHits;
+        var broken = aa.Stages.SelectMany(s => s.Broken!).ToList();
+        Assert.Equal(broken.Count, broken.Distinct().Count());
+        Assert.Equal(
+            Enumerable.Range(0, 100).Where(i => cleanCorrect[i] && !aa.Robust[i]).ToArray(),
+            broken.Order().ToArray()
+        );
+        // strong = standard's components with the same seeds, then APGD-PM and APGD-MALT: never fewer broken points.
+        var strong = new AutoAttack(threat, AutoAttackVersion.Strong, seed: 3, batchSize: 100).Run(model, points, CPU);
+        Assert.Equal(aa.Stages.Select(s => s.RobustAfter), strong.Stages.Take(4).Select(s => s.RobustAfter));
+        Assert.True(strong.RobustCorrect <= aa.RobustCorrect);
+        Assert.Equal(["apgd-pm", "apgd-malt"], strong.Stages.Skip(4).Select(s => s.Attack));
+        // fast shares APGD-CE (same seed) and ends with MALT: at least as many robust points as strong finds.
+        var fast = new AutoAttack(threat, AutoAttackVersion.Fast, seed: 3, batchSize: 100).Run(model, points, CPU);
+        Assert.Equal(aa.Stages[0].RobustAfter, fast.Stages[0].RobustAfter);
+        Assert.True(fast.RobustCorrect <= fast.Stages[0].RobustAfter);
+        Assert.True(
+            Math.Abs(fast.RobustCorrect - aa.RobustCorrect) <= 3,
+            $"fast {fast.RobustCorrect} vs standard {aa.RobustCorrect} robust points of 100"
+        );
         // Re-evaluate the returned examples: exactly the points reported robust are classified correctly.
         var adv = tensor(aa.Adversarial).view(100, 28, 28, 1).permute(0, 3, 1, 2);
         var (_, y) = new BatchSampler(points, 100, false, AugmentOptions.None, 0).Epoch(0).First().ToTensors(CPU);

@@ -111,6 +111,8 @@ public sealed class CliTests
             "2"
         );
         Assert.True(train.Code == 0, train.Err);
+        // the final test is a phase with its own progress (minutes for a ResNet on a full test set)
+        Assert.Contains("train test (final): 2000/2000", train.Out);
         var result = JsonNode.Parse(File.ReadAllText(tmp.File("run/result.json")))!;
         double acc = result["test"]!["last"]!["clean"]!.GetValue<double>();
         Assert.InRange(acc, 0.85, 1.0);

@@ -10,6 +10,21 @@ public enum ApgdLoss
     CrossEntropy,
     Dlr,
     TargetedDlr,
+
+    /// <summary>The probability margin (<see cref="AttackLosses.ProbabilityMargin"/>), ascended in its
+    /// negation.</summary>
+    ProbabilityMargin,
+}
+
+/// <summary>How APGD-T chooses its target classes.</summary>
+public enum TargetOrder
+{
+    /// <summary>AutoAttack's: the 2nd, 3rd, ... most likely classes of the clean input.</summary>
+    Logits,
+
+    /// <summary>MALT (<see cref="MaltTargeting"/>): the classes whose boundary is nearest by a linear
+    /// estimate.</summary>
+    Malt,
 }
 
 /// <summary>
@@ -19,7 +34,8 @@ public enum ApgdLoss
 /// loss did not improve), restarting from the best point. Checkpoint spacing starts at 22% of the iterations and
 /// shrinks by 3% down to 6%, as in the authors' code.
 /// <para>Losses: cross-entropy (APGD-CE), the DLR loss (APGD-DLR), and the targeted DLR loss towards the 2nd..(k+1)-th
-/// most likely classes of the clean input, one run per target (APGD-T). An example keeps the first iterate that is
+/// most likely classes of the clean input, one run per target (APGD-T), or towards MALT's targets (<see
+/// cref="TargetOrder.Malt"/>); and the probability margin (APGD-PM). An example keeps the first iterate that is
 /// misclassified; examples never fooled are returned unchanged (clean).</para>
 /// </summary>
 public sealed record Apgd(
@@ -30,7 +46,8 @@ public sealed record Apgd(
     int TargetClasses = 9,
     int EotIterations = 1,
     double Rho = 0.75,
-    long Seed = 0
+    long Seed = 0,
+    TargetOrder Targeting = TargetOrder.Logits
 ) : IAttack
 {
     public string Name =>
@@ -38,6 +55,8 @@ public sealed record Apgd(
         {
             ApgdLoss.CrossEntropy => "APGD-CE",
             ApgdLoss.Dlr => "APGD-DLR",
+            ApgdLoss.ProbabilityMargin => "APGD-PM",
+            _ when Targeting == TargetOrder.Malt => $"APGD-T with MALT targets ({TargetClasses} targets)",
             _ => $"APGD-T ({TargetClasses} targets)",
         }
         + $" ({Threat}, {Iterations} "
@@ -59,6 +78,11 @@ public sealed record Apgd(
         var adv = x.clone();
         var (robust, order) = RobustPoints.Clean(model, x, labels);
         long classes = order.shape[1];
+        // Column `pass` of `targets` is the pass's target class: AutoAttack's skips the most likely class (column 0).
+        var targets =
+            Loss != ApgdLoss.TargetedDlr ? null
+            : Targeting == TargetOrder.Malt ? MaltTargeting.Order(model, x, labels, Threat.Norm)
+            : order.narrow(1, 1, classes - 1);
         // APGD-T: one pass per target class (2nd most likely, 3rd, ...), each with its restarts; others: one pass.
         int passes = Loss == ApgdLoss.TargetedDlr ? Math.Min(TargetClasses, (int)classes - 1) : 1;
         if (Loss == ApgdLoss.TargetedDlr && classes < 4)
@@ -71,7 +95,7 @@ public sealed record Apgd(
                 var todo = robust.nonzero().view(-1);
                 if (todo.shape[0] == 0)
                     return adv.MoveToOuterDisposeScope();
-                var target = Loss == ApgdLoss.TargetedDlr ? order.index_select(0, todo)[.., pass + 1] : null;
+                var target = targets?.index_select(0, todo)[.., pass];
                 int units = passes * Math.Max(1, Restarts),
                     unit = pass * Math.Max(1, Restarts) + r;
                 var (fooled, advCurr) = SingleRun(
@@ -107,6 +131,7 @@ public sealed record Apgd(
             {
                 ApgdLoss.CrossEntropy => nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.None),
                 ApgdLoss.Dlr => AttackLosses.Dlr(logits, y),
+                ApgdLoss.ProbabilityMargin => -AttackLosses.ProbabilityMargin(logits, y),
                 _ => AttackLosses.TargetedDlr(logits, y, target!),
             };
             var g = torch.autograd.grad([loss.sum()], [input])[0];

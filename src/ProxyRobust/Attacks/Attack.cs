@@ -26,6 +26,9 @@ public enum AttackLoss
 {
     CrossEntropy,
     Margin,
+
+    /// <summary>The probability margin max_{j!=y} p_j - p_y of the softmax (Xie et al. 2024).</summary>
+    ProbabilityMargin,
 }
 
 /// <summary>
@@ -102,6 +105,8 @@ public static class AttackLosses
         Tensor value;
         if (loss == AttackLoss.CrossEntropy)
             value = nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.None);
+        else if (loss == AttackLoss.ProbabilityMargin)
+            value = -ProbabilityMargin(logits, labels);
         else
         {
             var onehot = nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype);
@@ -124,6 +129,22 @@ public static class AttackLosses
         var topIsLabel = logits.argmax(1).eq(labels);
         var otherMax = where(topIsLabel, sorted[.., 1], sorted[.., 0]);
         return (-(zy - otherMax) / (sorted[.., 0] - sorted[.., 2] + 1e-12)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Probability margin p_y - max_{j!=y} p_j with p = softmax(z) (Xie et al. 2024, "Towards Million-Scale Adversarial
+    /// Robustness Evaluation With Stronger Individual Attacks"): negative exactly where the point is misclassified, and
+    /// bounded in [-1, 1], so a point far past the boundary does not dominate the batch as it does with logit margins.
+    /// Attacks ascend its negation.
+    /// </summary>
+    public static Tensor ProbabilityMargin(Tensor logits, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        var p = nn.functional.softmax(logits, 1);
+        var onehot = nn.functional.one_hot(labels, logits.shape[1]).to(ScalarType.Bool);
+        var py = p.gather(1, labels.view(-1, 1)).squeeze(1);
+        var otherMax = p.masked_fill(onehot, -1.0).amax([1]);
+        return (py - otherMax).MoveToOuterDisposeScope();
     }
 
     /// <summary>Targeted DLR loss (eq. 6): -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2).</summary>

@@ -11,10 +11,24 @@ public enum AutoAttackVersion
     Standard,
     Plus,
     Rand,
+
+    /// <summary>For screening: APGD-CE, then APGD-T on MALT's targets.</summary>
+    Fast,
+
+    /// <summary>For final numbers: standard, then APGD-PM and APGD-T on MALT's targets.</summary>
+    Strong,
 }
 
-/// <summary>Robust accuracy after one component of the ensemble, and the time it took.</summary>
-public sealed record AutoAttackStage(string Attack, string Description, int RobustAfter, int Attacked, double Seconds);
+/// <summary>Robust accuracy after one component of the ensemble, the time it took, and the points (indices into the
+/// evaluated data) it broke that the components before it had not.</summary>
+public sealed record AutoAttackStage(
+    string Attack,
+    string Description,
+    int RobustAfter,
+    int Attacked,
+    double Seconds,
+    int[]? Broken = null
+);
 
 public sealed record AutoAttackResult(
     int Total,
@@ -36,14 +50,18 @@ public sealed record AutoAttackResult(
 /// only on the points still robust, so the reported robust accuracy is the fraction of points no component could break.
 /// standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), 1 restart each. plus: APGD-CE and
 /// APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T. rand (randomised defences): APGD-CE and
-/// APGD-DLR with 20 EOT iterations. Every returned example is checked against the threat model and re-evaluated: a
+/// APGD-DLR with 20 EOT iterations. fast: APGD-CE, then APGD-T towards MALT's nearest targets (Melamed et al. 2024).
+/// strong: standard, then APGD with the probability-margin loss (Xie et al. 2024) and MALT-targeted APGD-T. Every
+/// returned example is checked against the threat model and re-evaluated: a
 /// point is counted as broken only if the model misclassifies the returned example.
 /// </summary>
 public sealed class AutoAttack(
     ThreatModel threat,
     AutoAttackVersion version = AutoAttackVersion.Standard,
     long seed = 0,
-    int batchSize = 250
+    int batchSize = 250,
+    int maltTargets = 5,
+    int maltIterations = 100
 )
 {
     public ThreatModel Threat => threat;
@@ -63,6 +81,20 @@ public sealed class AutoAttack(
                 ("fab-t", new Fab(threat, 100, 1, Targeted: true, TargetClasses: targets)),
                 ("square", new Square(threat, 5000)),
             ],
+            AutoAttackVersion.Fast =>
+            [
+                ("apgd-ce", new Apgd(threat, 100, 1, ApgdLoss.CrossEntropy)),
+                ("apgd-malt", Malt(numClasses)),
+            ],
+            AutoAttackVersion.Strong =>
+            [
+                ("apgd-ce", new Apgd(threat, 100, 1, ApgdLoss.CrossEntropy)),
+                ("apgd-t", new Apgd(threat, 100, 1, ApgdLoss.TargetedDlr, targets)),
+                ("fab-t", new Fab(threat, 100, 1, Targeted: true, TargetClasses: targets)),
+                ("square", new Square(threat, 5000)),
+                ("apgd-pm", new Apgd(threat, 100, 1, ApgdLoss.ProbabilityMargin)),
+                ("apgd-malt", Malt(numClasses)),
+            ],
             AutoAttackVersion.Plus =>
             [
                 ("apgd-ce", new Apgd(threat, 100, 5, ApgdLoss.CrossEntropy)),
@@ -79,6 +111,26 @@ public sealed class AutoAttack(
             ],
         };
     }
+
+    /// <summary>The version's components as one attack on a batch (no state, no report): for validation during
+    /// training.</summary>
+    public IAttack AsAttack(int numClasses) =>
+        new AttackSequence(
+            $"AutoAttack {version.ToString().ToLowerInvariant()}",
+            threat,
+            Components(numClasses).Select(c => c.Attack).ToList(),
+            seed
+        );
+
+    private Apgd Malt(int numClasses) =>
+        new(
+            threat,
+            maltIterations,
+            1,
+            ApgdLoss.TargetedDlr,
+            Math.Min(maltTargets, numClasses - 1),
+            Targeting: TargetOrder.Malt
+        );
 
     /// <param name="only">run only these component keys (null: all of the version)</param>
     /// <param name="progress">(component key, points done, points to attack)</param>
@@ -105,7 +157,15 @@ public sealed class AutoAttack(
             var components = Components(data.NumClasses).Where(c => only is null || only.Contains(c.Key)).ToList();
             string? fingerprint = statePath is null
                 ? null
-                : AutoAttackState.FingerprintOf(model, this, data, components.Select(c => c.Key), batchSize, seed);
+                : AutoAttackState.FingerprintOf(
+                    model,
+                    this,
+                    data,
+                    // the descriptions carry every setting of a component (targets, iterations, restarts)
+                    components.Select(c => $"{c.Key}={c.Attack.Name}"),
+                    batchSize,
+                    seed
+                );
             AutoAttackState? saved = null;
             float[] savedAdv = [];
             if (statePath is not null && File.Exists(statePath))
@@ -221,7 +281,14 @@ public sealed class AutoAttack(
                         attack.Name,
                         (int)robust.sum().item<long>(),
                         toAttack,
-                        before + clock.Elapsed.TotalSeconds
+                        before + clock.Elapsed.TotalSeconds,
+                        robustAtStart
+                            .logical_and(robust.logical_not())
+                            .nonzero()
+                            .view(-1)
+                            .data<long>()
+                            .Select(i => (int)i)
+                            .ToArray()
                     )
                 );
                 if (toAttack == 0)
@@ -248,7 +315,7 @@ public sealed class AutoAttack(
             // their gradients were probably masked.
             int square = stages.FindIndex(st => st.Attack == "square");
             if (
-                version == AutoAttackVersion.Standard
+                version is AutoAttackVersion.Standard or AutoAttackVersion.Strong
                 && square > 0
                 && Checks.BlackBoxAfterWhiteBox(
                     "Square",

@@ -39,6 +39,10 @@ public sealed record EvaluateRequest
     public TargetChoice Targets { get; init; } = TargetChoice.None;
     public AutoAttackVersion Version { get; init; } = AutoAttackVersion.Standard;
 
+    /// <summary>AutoAttack fast/strong: MALT's number of target classes and APGD-T iterations per target.</summary>
+    public int MaltTargets { get; init; } = 5;
+    public int MaltIterations { get; init; } = 100;
+
     /// <summary>AutoAttack: run only these components (null: all of the version).</summary>
     public IReadOnlyList<string>? Components { get; init; }
 
@@ -212,11 +216,12 @@ public static class EvaluateRun
     {
         var (model, points) = (opened.Model, opened.Points);
         var threat = Threat(r);
-        var runner = new AutoAttack(threat, r.Version, r.Seed, r.BatchSize);
+        var runner = new AutoAttack(threat, r.Version, r.Seed, r.BatchSize, r.MaltTargets, r.MaltIterations);
         var known = runner.Components(points.NumClasses).Select(c => c.Key).ToList();
         if (r.Components?.FirstOrDefault(o => !known.Contains(o)) is { } unknown)
             throw new ArgumentException(
                 $"'{unknown}' is not part of AutoAttack {Name(r.Version)} ({string.Join(", ", known)})"
+                    + (unknown is "apgd-malt" or "apgd-pm" ? $"; --version strong has {unknown}" : "")
             );
         if (!r.Resume && r.StatePath is { } stale)
             AutoAttackState.Delete(stale); // a new run, not a continuation
@@ -257,7 +262,8 @@ public static class EvaluateRun
                         st.Description,
                         st.RobustAfter,
                         st.Attacked,
-                        st.Seconds
+                        st.Seconds,
+                        st.Broken
                     ))
                     .ToList(),
                 result.Warnings,

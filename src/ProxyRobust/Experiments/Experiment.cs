@@ -59,8 +59,15 @@ public sealed record ExperimentSettings
     /// pairwise).</summary>
     public int EvalPoints { get; init; } = 1000;
 
-    /// <summary>Of those, how many also get AutoAttack (standard); 0 for none.</summary>
+    /// <summary>Of those, how many also get AutoAttack; 0 for none.</summary>
     public int AutoAttackPoints { get; init; }
+
+    /// <summary>The AutoAttack version of the final test (standard, strong or fast).</summary>
+    public AutoAttackVersion FinalAttack { get; init; } = AutoAttackVersion.Standard;
+
+    /// <summary>Per-epoch validation attack of PGD cells: "pgd" (PGD-AttackSteps) or "fast" (AutoAttack
+    /// fast).</summary>
+    public string ValAttack { get; init; } = "pgd";
 
     /// <summary>Gaussian cells: how many of the test points are certified (CERTIFY, n0 = 100, alpha = 0.001), and with
     /// how many noise samples.</summary>
@@ -123,6 +130,7 @@ public static class Experiment
                     Sigma = cell.Sigma,
                     Epsilon = cell.Gaussian ? null : cell.Epsilon,
                     AttackSteps = s.AttackSteps,
+                    ValAttack = s.ValAttack,
                     Synthetic = cell.Synthetic,
                     Gamma = cell.Gamma,
                     OutputDir = dir,
@@ -137,7 +145,8 @@ public static class Experiment
                     },
                 },
                 progress,
-                cancel
+                cancel,
+                evaluation
             );
         }
         else
@@ -202,8 +211,8 @@ public static class Experiment
             );
     }
 
-    /// <summary>The same test points for every cell: clean and PGD-20 on EvalPoints, AutoAttack standard on the first
-    /// AutoAttackPoints.</summary>
+    /// <summary>The same test points for every cell: clean and PGD-20 on EvalPoints, AutoAttack (FinalAttack) on the
+    /// first AutoAttackPoints.</summary>
     private static CellEvaluation Evaluate(
         string dir,
         ExperimentSettings s,
@@ -232,7 +241,7 @@ public static class Experiment
         if (s.AutoAttackPoints > 0)
         {
             using var subset = points.Select(Enumerable.Range(0, Math.Min(s.AutoAttackPoints, points.Count)).ToArray());
-            var aa = new AutoAttack(threat, AutoAttackVersion.Standard, seed: 0).Run(
+            var aa = new AutoAttack(threat, s.FinalAttack, seed: 0).Run(
                 model,
                 subset,
                 torch.CPU,

@@ -1,3 +1,4 @@
+using ProxyRobust.Attacks;
 using ProxyRobust.Core;
 using ProxyRobust.Training;
 
@@ -64,7 +65,15 @@ public static class Demo
                 CertifySamples = 1_000,
             };
 
-    public static ExperimentPlan Plan(bool full, string? output, string command)
+    /// <param name="finalAttack">AutoAttack version of the final test (the demo's default: standard)</param>
+    /// <param name="valAttack">per-epoch validation attack: "pgd" or "fast"</param>
+    public static ExperimentPlan Plan(
+        bool full,
+        string? output,
+        string command,
+        AutoAttackVersion finalAttack = AutoAttackVersion.Standard,
+        string valAttack = "pgd"
+    )
     {
         var root = output ?? Path.Combine("runs", full ? "demo-full" : "demo");
         int[] seeds = full ? [0, 1] : [0];
@@ -80,7 +89,8 @@ public static class Demo
                 }
             )
             .ToList();
-        return new ExperimentPlan(root, Kind, command, Settings(full), cells);
+        var settings = Settings(full) with { FinalAttack = finalAttack, ValAttack = valAttack };
+        return new ExperimentPlan(root, Kind, command, settings, cells);
     }
 }
 

@@ -116,7 +116,11 @@ public static class ExperimentReport
                 + " Test: "
                 + $"clean and PGD-20 on the "
                 + $"same {s.EvalPoints} test points for every model"
-                + (s.AutoAttackPoints > 0 ? $", AutoAttack (standard) on the first {s.AutoAttackPoints} of them." : ".")
+                + (
+                    s.AutoAttackPoints > 0
+                        ? $", AutoAttack ({EvaluateRun.Name(s.FinalAttack)}) on the first {s.AutoAttackPoints} of them."
+                        : "."
+                )
         );
         sb.AppendLine();
         return sb.ToString();

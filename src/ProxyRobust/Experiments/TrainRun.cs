@@ -81,6 +81,10 @@ public sealed record TrainRunConfig
     /// <summary>Weight of the synthetic part of the loss: (1 - gamma) * real + gamma * synthetic.</summary>
     public double Gamma { get; init; } = 0.5;
     public int ValAttackSteps { get; init; } = 10;
+
+    /// <summary>Attack of the per-epoch validation of adversarial training: "pgd" (PGD with ValAttackSteps) or
+    /// "fast" (AutoAttack fast: APGD-CE, then MALT-targeted APGD-T; slower, closer to the final number).</summary>
+    public string ValAttack { get; init; } = "pgd";
     public int TestAttackSteps { get; init; } = 20;
     public int TestAttackRestarts { get; init; } = 1;
 
@@ -207,10 +211,13 @@ public static class TrainRun
             );
     }
 
+    /// <param name="phases">progress of the final test evaluations (last and best epoch), which can take minutes for a
+    /// ResNet on a full test set</param>
     public static TrainRunResult Execute(
         TrainRunConfig config,
         IProgress<TrainProgress>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IProgress<(string Phase, int Done, int Total)>? phases = null
     )
     {
         using var fullTrain = DatasetLoader.Load(config.Data, Split.Train, config.Labels, config.Classes);
@@ -246,7 +253,10 @@ public static class TrainRun
         var threat = Threat(config, train);
         var device = torch.device(config.Options.Device);
         double step = config.StepSize ?? threat.Epsilon / 4;
-        IAttack? valAttack = config.Adversarial ? new Pgd(threat, config.ValAttackSteps, step) : null;
+        IAttack? valAttack =
+            !config.Adversarial ? null
+            : config.ValAttack == "fast" ? new AutoAttack(threat, AutoAttackVersion.Fast).AsAttack(train.NumClasses)
+            : new Pgd(threat, config.ValAttackSteps, step);
         // Robust test accuracy for adversarial training, and for any method when a budget is given explicitly.
         IAttack? testAttack =
             config.Adversarial || config.Epsilon is not null
@@ -312,7 +322,18 @@ public static class TrainRun
                 preferEma: config.Options.EmaDecay is not null
             );
             weights.to(device);
-            var r = RobustEvaluation.Evaluate(weights, eval, testAttack, 256, device, seed: 11, cancel: cancel);
+            var r = RobustEvaluation.Evaluate(
+                weights,
+                eval,
+                testAttack,
+                256,
+                device,
+                seed: 11,
+                progress: phases.Phase(
+                    $"test ({name}{(testAttack is null ? "" : $", {testAttack.Name.Split(' ')[0]}")})"
+                ),
+                cancel: cancel
+            );
             return new TestMetrics(
                 name,
                 epoch,

@@ -6,8 +6,15 @@ using ProxyRobust.Core;
 namespace ProxyRobust.Reporting;
 
 /// <summary>One attack's line on a report card: the points still robust after it, how many it attacked, its
-/// time.</summary>
-public sealed record CardStage(string Attack, string Description, int RobustAfter, int Attacked, double Seconds);
+/// time, and which points (indices into the evaluated points) it broke that the attacks before it had not.</summary>
+public sealed record CardStage(
+    string Attack,
+    string Description,
+    int RobustAfter,
+    int Attacked,
+    double Seconds,
+    IReadOnlyList<int>? Broken = null
+);
 
 /// <summary>The PGD baseline on a report card.</summary>
 public sealed record CardPgd(string AttackName, int Correct, double Seconds);
@@ -84,23 +91,33 @@ public sealed record RobustnessCard(
         );
         sb.AppendLine("(components run in order, each only on the points still robust).");
         sb.AppendLine();
-        sb.AppendLine("| Evaluation | Accuracy % (95% CI) | Points attacked | Time (s) |");
-        sb.AppendLine("|---|---|---|---|");
-        sb.AppendLine($"| clean | {Interval(aa.CleanCorrect, aa.Total)} | | |");
+        sb.AppendLine("| Evaluation | Accuracy % (95% CI) | Points attacked | Newly broken | Time (s) |");
+        sb.AppendLine("|---|---|---|---|---|");
+        sb.AppendLine($"| clean | {Interval(aa.CleanCorrect, aa.Total)} | | | |");
         if (Pgd is { } pr)
             sb.AppendLine(
-                $"| {Pgd.AttackName} | {Interval(pr.Correct, aa.Total)} | {aa.CleanCorrect} | "
+                $"| {Pgd.AttackName} | {Interval(pr.Correct, aa.Total)} | {aa.CleanCorrect} | | "
                     + $"{Pgd.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |"
             );
         foreach (var s in aa.Stages)
             sb.AppendLine(
                 $"| after {s.Description} | {Interval(s.RobustAfter, aa.Total)} | {s.Attacked} | "
-                    + $"{s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |"
+                    + $"{s.Attacked - s.RobustAfter} | {s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |"
             );
         sb.AppendLine(
-            $"| **AutoAttack ({Version})** | **{Interval(aa.RobustCorrect, aa.Total)}** | | "
+            $"| **AutoAttack ({Version})** | **{Interval(aa.RobustCorrect, aa.Total)}** | | | "
                 + $"{aa.Stages.Sum(s => s.Seconds).ToString("F1", CultureInfo.InvariantCulture)} |"
         );
+        if (aa.Stages.Any(s => s.Broken is { Count: > 0 }))
+        {
+            sb.AppendLine();
+            sb.AppendLine(
+                "Points each component broke that the components before it had not (indices into the points):"
+            );
+            sb.AppendLine();
+            foreach (var s in aa.Stages.Where(s => s.Broken is not null))
+                sb.AppendLine($"- {s.Attack}: {(s.Broken!.Count == 0 ? "none" : string.Join(", ", s.Broken))}");
+        }
         if (aa.Warnings.Count > 0)
         {
             sb.AppendLine();
@@ -168,6 +185,9 @@ public sealed record RobustnessCard(
                                     ["accuracyAfter"] = (double)s.RobustAfter / aa.Total,
                                     ["attacked"] = s.Attacked,
                                     ["seconds"] = s.Seconds,
+                                    ["broken"] = s.Broken is null
+                                        ? null
+                                        : new JsonArray(s.Broken.Select(i => (JsonNode)i).ToArray()),
                                 }
                         )
                         .ToArray()
