@@ -86,12 +86,10 @@ public sealed class AutoAttack(
                 ("apgd-ce", new Apgd(threat, 100, 1, ApgdLoss.CrossEntropy)),
                 ("apgd-malt", Malt(numClasses)),
             ],
+            // standard's components first, in standard's positions, so they get standard's seeds and result
             AutoAttackVersion.Strong =>
             [
-                ("apgd-ce", new Apgd(threat, 100, 1, ApgdLoss.CrossEntropy)),
-                ("apgd-t", new Apgd(threat, 100, 1, ApgdLoss.TargetedDlr, targets)),
-                ("fab-t", new Fab(threat, 100, 1, Targeted: true, TargetClasses: targets)),
-                ("square", new Square(threat, 5000)),
+                .. new AutoAttack(threat, AutoAttackVersion.Standard, seed, batchSize).Components(numClasses),
                 ("apgd-pm", new Apgd(threat, 100, 1, ApgdLoss.ProbabilityMargin)),
                 ("apgd-malt", Malt(numClasses)),
             ],
