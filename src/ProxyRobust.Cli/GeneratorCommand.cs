@@ -4,7 +4,7 @@ using ProxyRobust.Generative;
 
 namespace ProxyRobust.Cli;
 
-/// <summary>`generator train` and `generator sample`: proxy distributions made here.</summary>
+/// <summary>`generator train`, `generator sample` and `generator pack`: proxy distributions made here.</summary>
 internal static class GeneratorCommand
 {
     public static Command Create(CancellationToken cancel)
@@ -16,7 +16,56 @@ internal static class GeneratorCommand
         {
             Train(cancel),
             Sample(cancel),
+            Pack(),
         };
+        return cmd;
+    }
+
+    private static Command Pack()
+    {
+        var checkpoint = new Option<string>("--checkpoint")
+        {
+            Description = "a trained generator: its folder (final), or STEM / STEM.json",
+            Required = true,
+        };
+        var output = new Option<string>("--out")
+        {
+            Description = "the packed checkpoint's stem: writes OUT.json and OUT.safetensors",
+            Required = true,
+        };
+        var precision = new Option<string>("--precision")
+        {
+            Description = "storage precision of the weights (sampling computes in float32 either way)",
+            DefaultValueFactory = _ => "float16",
+        };
+        precision.AcceptOnlyFromAmong("float16", "float32");
+        var cmd = new Command(
+            "pack",
+            "Write only what sampling needs (a DDPM's EMA weights, a GAN's generator), small enough to ship."
+        )
+        {
+            checkpoint,
+            output,
+            precision,
+        };
+        cmd.SetAction(p =>
+            ExitCodes.Guard(() =>
+            {
+                var stem = p.GetValue(output)!;
+                if (stem.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+                    stem = stem[..^5];
+                Shared.StartTorch(1);
+                long bytes = GeneratorPack.Write(p.GetValue(checkpoint)!, stem, p.GetValue(precision) == "float16");
+                Shared.Table(
+                    "packed generator",
+                    [
+                        ("checkpoint", stem + ".json"),
+                        ("weights", $"{stem}.safetensors ({bytes / 1e6:F1} MB, {p.GetValue(precision)})"),
+                    ]
+                );
+                return ExitCodes.Ok;
+            })
+        );
         return cmd;
     }
 

@@ -80,17 +80,14 @@ internal static class ProgressView
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             double last = -1e9;
-            long first = -1;
             return work(
                 new Reporter<GeneratorProgress>(p =>
                 {
                     double now = clock.Elapsed.TotalSeconds;
-                    if (first < 0)
-                        first = p.Step - 100; // reports come every 100 steps
                     if (now - last < 5 && p.Step != p.Steps)
                         return;
                     last = now;
-                    double eta = (p.Steps - p.Step) * now / Math.Max(1, p.Step - first);
+                    double eta = p.EtaSeconds;
                     Console.WriteLine(
                         $"{title}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.ImagesPerSecond:F0} img/s eta "
                             + TimeSpan.FromSeconds(eta).ToString(@"hh\:mm\:ss")

@@ -176,8 +176,10 @@ public sealed class LabelCliTests
         var expected = probs.argmax(1).data<long>().ToArray();
         var expectedConf = probs.amax([1]).data<float>().ToArray();
         Assert.Equal(expected.Select(v => (int)v), predicted);
+        // float32 noise only: 'label' batches differently, and libtorch picks its kernels by batch shape (seen:
+        // 0.997719 against 0.997699). A confidence that is not the argmax's softmax is off by far more than 1e-4.
         for (int i = 0; i < confidence.Length; i++)
-            Assert.Equal(expectedConf[i], confidence[i], 5);
+            Assert.Equal(expectedConf[i], confidence[i], 1e-4);
         // and the pseudo-labels are mostly right on real images
         Assert.True(predicted.Zip(unlabeled.Labels).Count(p => p.First == p.Second) > 0.75 * 400);
     }

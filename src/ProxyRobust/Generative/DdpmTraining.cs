@@ -28,9 +28,9 @@ public sealed record DdpmTrainOptions
     public string Device { get; init; } = "cpu";
 }
 
-/// <summary>Progress of generator training: step of steps, the mean loss since the last report, images per
-/// second.</summary>
-public sealed record GeneratorProgress(long Step, long Steps, double Loss, double ImagesPerSecond);
+/// <summary>Progress of generator training: step of steps, the mean loss since the last history entry (every 100
+/// steps), images per second and the estimated seconds left, at this process's pace.</summary>
+public sealed record GeneratorProgress(long Step, long Steps, double Loss, double ImagesPerSecond, double EtaSeconds);
 
 /// <summary>
 /// Trains a <see cref="Ddpm"/> on real images, resumably: every CheckpointEverySteps steps (and when cancelled)
@@ -40,7 +40,7 @@ public sealed record GeneratorProgress(long Step, long Steps, double Loss, doubl
 /// </summary>
 public static class DdpmTraining
 {
-    private const string EmaPrefix = "ema.";
+    internal const string EmaPrefix = "ema.";
     private const string AdamPrefix = "adam.";
 
     /// <param name="grid">called every GridEverySteps steps and at the end with the step and the EMA model (to draw a
@@ -97,6 +97,8 @@ public static class DdpmTraining
             );
         var clock = Stopwatch.StartNew();
         var rateClock = Stopwatch.StartNew();
+        var sinceReport = Stopwatch.StartNew();
+        long firstStep = step;
         double lossSum = 0;
         long lossCount = 0,
             images = 0;
@@ -152,17 +154,25 @@ public static class DdpmTraining
                     images += y.shape[0];
                 }
                 step++;
-                if (step % 100 == 0 || step == options.Steps)
+                // Progress at least every 10 s (a step of a large model takes seconds), the history every 100 steps;
+                // the loss shown is the mean since the last history entry.
+                bool historyPoint = step % 100 == 0 || step == options.Steps;
+                if (historyPoint || sinceReport.Elapsed.TotalSeconds >= 10)
                 {
-                    history.Add(new JsonObject { ["step"] = step, ["loss"] = lossSum / Math.Max(1, lossCount) });
                     progress?.Report(
                         new GeneratorProgress(
                             step,
                             options.Steps,
                             lossSum / Math.Max(1, lossCount),
-                            images / rateClock.Elapsed.TotalSeconds
+                            images / rateClock.Elapsed.TotalSeconds,
+                            (options.Steps - step) * rateClock.Elapsed.TotalSeconds / Math.Max(1, step - firstStep)
                         )
                     );
+                    sinceReport.Restart();
+                }
+                if (historyPoint)
+                {
+                    history.Add(new JsonObject { ["step"] = step, ["loss"] = lossSum / Math.Max(1, lossCount) });
                     (lossSum, lossCount) = (0, 0);
                 }
                 if (step % options.CheckpointEverySteps == 0)
@@ -277,6 +287,11 @@ public static class DdpmTraining
         var (run, tensors) = GeneratorCheckpoint.Read(stem);
         if (run["kind"]?.GetValue<string>() != "ddpm")
             throw new DataFormatException(stem + ".json", "is not a DDPM checkpoint");
+        if (!ema && GeneratorPack.IsPacked(run))
+            throw new DataFormatException(
+                stem + ".json",
+                "is packed and holds only the EMA weights; the raw weights are in the training checkpoint"
+            );
         var spec =
             JsonFiles.FromNode<DdpmSpec>(run["spec"])
             ?? throw new DataFormatException(stem + ".json", "has no generator spec");

@@ -112,6 +112,8 @@ public static class GanTraining
             );
         var clock = Stopwatch.StartNew();
         var rateClock = Stopwatch.StartNew();
+        var sinceReport = Stopwatch.StartNew();
+        long firstStep = step;
         double lossSum = 0;
         long lossCount = 0,
             images = 0;
@@ -195,18 +197,26 @@ public static class GanTraining
                 }
                 if (batchIndex % options.DiscriminatorSteps != 0)
                     continue;
-                if (step % 100 == 0 || step == options.Steps)
+                // Progress at least every 10 s (a step of a large model takes seconds), the history every 100 steps;
+                // the loss shown is the mean since the last history entry.
+                bool historyPoint = step % 100 == 0 || step == options.Steps;
+                if (historyPoint || sinceReport.Elapsed.TotalSeconds >= 10)
                 {
-                    history.Add(
-                        new JsonObject { ["step"] = step, ["discriminatorLoss"] = lossSum / Math.Max(1, lossCount) }
-                    );
                     progress?.Report(
                         new GeneratorProgress(
                             step,
                             options.Steps,
                             lossSum / Math.Max(1, lossCount),
-                            images / rateClock.Elapsed.TotalSeconds
+                            images / rateClock.Elapsed.TotalSeconds,
+                            (options.Steps - step) * rateClock.Elapsed.TotalSeconds / Math.Max(1, step - firstStep)
                         )
+                    );
+                    sinceReport.Restart();
+                }
+                if (historyPoint)
+                {
+                    history.Add(
+                        new JsonObject { ["step"] = step, ["discriminatorLoss"] = lossSum / Math.Max(1, lossCount) }
                     );
                     (lossSum, lossCount) = (0, 0);
                 }
