@@ -7,7 +7,7 @@ namespace ProxyRobust.Generative;
 /// <summary>
 /// A packed generator: only what sampling reads (a DDPM's EMA weights; a GAN's generator with its batch-norm
 /// statistics), optionally in float16, as a checkpoint that <c>generator sample</c> and every other reader of
-/// generator checkpoints accept. The 1.45M-parameter default UNet packs into 2.9 MB in float16, against 23 MB for its
+/// generator checkpoints accept. The 1.45M-parameter default UNet packs into 2.9 MB in float16, against 25 MB for its
 /// training checkpoint (raw weights, EMA and both Adam moments), which is what lets a trained generator ship in the
 /// repository. A packed checkpoint cannot be resumed.
 /// </summary>
