@@ -111,12 +111,7 @@ public static class GanTraining
                 $"{data.Count} images, fewer than one batch of {options.BatchSize}"
             );
         var clock = Stopwatch.StartNew();
-        var rateClock = Stopwatch.StartNew();
-        var sinceReport = Stopwatch.StartNew();
-        long firstStep = step;
-        double lossSum = 0;
-        long lossCount = 0,
-            images = 0;
+        var log = new GeneratorLog(options.Steps, step, history, "discriminatorLoss", progress);
         void Save(string stem)
         {
             var tensors = new Dictionary<string, Tensor>();
@@ -185,9 +180,7 @@ public static class GanTraining
                         lossG.backward();
                         adamG.Step(options.LearningRate);
                         step++;
-                        lossSum += dValue;
-                        lossCount++;
-                        images += y.shape[0];
+                        log.Add(dValue, y.shape[0]);
                     }
                     if (!float.IsFinite(dValue))
                         throw new InvalidOperationException(
@@ -197,29 +190,7 @@ public static class GanTraining
                 }
                 if (batchIndex % options.DiscriminatorSteps != 0)
                     continue;
-                // Progress at least every 10 s (a step of a large model takes seconds), the history every 100 steps;
-                // the loss shown is the mean since the last history entry.
-                bool historyPoint = step % 100 == 0 || step == options.Steps;
-                if (historyPoint || sinceReport.Elapsed.TotalSeconds >= 10)
-                {
-                    progress?.Report(
-                        new GeneratorProgress(
-                            step,
-                            options.Steps,
-                            lossSum / Math.Max(1, lossCount),
-                            images / rateClock.Elapsed.TotalSeconds,
-                            (options.Steps - step) * rateClock.Elapsed.TotalSeconds / Math.Max(1, step - firstStep)
-                        )
-                    );
-                    sinceReport.Restart();
-                }
-                if (historyPoint)
-                {
-                    history.Add(
-                        new JsonObject { ["step"] = step, ["discriminatorLoss"] = lossSum / Math.Max(1, lossCount) }
-                    );
-                    (lossSum, lossCount) = (0, 0);
-                }
+                log.AfterStep(step);
                 if (step % options.CheckpointEverySteps == 0)
                     Save(last);
                 if (grid is not null && options.GridEverySteps > 0 && step % options.GridEverySteps == 0)
