@@ -35,10 +35,12 @@ internal static class GeneratorCommand
         };
         var precision = new Option<string>("--precision")
         {
-            Description = "storage precision of the weights (sampling computes in float32 either way)",
+            Description =
+                "storage precision of the weights: float16, int8 (a float32 scale per output channel; vectors in "
+                + "float16) or float32; sampling computes in float32 either way",
             DefaultValueFactory = _ => "float16",
         };
-        precision.AcceptOnlyFromAmong("float16", "float32");
+        precision.AcceptOnlyFromAmong(GeneratorPack.Precisions);
         var cmd = new Command(
             "pack",
             "Write only what sampling needs (a DDPM's EMA weights, a GAN's generator), small enough to ship."
@@ -55,7 +57,7 @@ internal static class GeneratorCommand
                 if (stem.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
                     stem = stem[..^5];
                 Shared.StartTorch(1);
-                long bytes = GeneratorPack.Write(p.GetValue(checkpoint)!, stem, p.GetValue(precision) == "float16");
+                long bytes = GeneratorPack.Write(p.GetValue(checkpoint)!, stem, p.GetValue(precision)!);
                 Shared.Table(
                     "packed generator",
                     [

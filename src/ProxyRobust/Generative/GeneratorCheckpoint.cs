@@ -71,15 +71,18 @@ public static class GeneratorCheckpoint
                 weights,
                 "does not match its checkpoint (hash differs): truncated or replaced"
             );
+        Dictionary<string, Tensor> tensors;
         try
         {
             using var ms = new MemoryStream(bytes);
-            return (run, Safetensors.LoadStateDict(ms));
+            tensors = Safetensors.LoadStateDict(ms);
         }
         catch (Exception e)
         {
             throw new DataFormatException(weights, $"cannot be read as safetensors ({e.Message})");
         }
+        GeneratorPack.Dequantize(tensors, weights); // int8 packs (generator pack --precision int8)
+        return (run, tensors);
     }
 
     /// <summary>Copies the tensors named PREFIX + (state-dict name) into a module, checking names and shapes.</summary>
