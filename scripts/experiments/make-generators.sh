@@ -26,9 +26,10 @@ train gan-b-60k "${THREADS_GAN:-1}" --kind gan --steps "${GAN_STEPS:-3000}" --ba
 gan=$!
 wait "$ddpm" "$gan"
 for kind in ddpm gan; do
-  "$bin" generator pack --checkpoint "$out/$kind-b-60k" --out "$root/models/fmnist-$kind"
+  precision=$([ "$kind" = gan ] && echo int8 || echo float16)  # each under 5 MB
+  "$bin" generator pack --checkpoint "$out/$kind-b-60k" --out "$root/models/fmnist-$kind" --precision "$precision"
   cp "$out/$kind-b-60k.log" "$root/docs/results/generators/$kind-b-60k.log"
   grid=$(ls "$out/$kind-b-60k"/samples-*.png | awk -F'samples-' '{print $NF + 0, $0}' | sort -n | tail -1 | cut -d' ' -f2-)
-  cp "$grid" "$root/docs/results/generators/$kind-b-60k-$(basename "$grid" .png | sed 's/samples-/step/').png"
+  cp "$grid" "$root/docs/results/generators/$kind-b-60k-step$(basename "$grid" .png | sed 's/samples-0*//').png"
 done
 ls -l "$root"/models/
