@@ -6,7 +6,8 @@
 #   scripts/experiments/make-generators.sh [OUT_DIR]
 # DDPM_STEPS / GAN_STEPS override the training lengths (defaults: the CLI's DDPM default, 3,000 GAN steps of 64);
 # THREADS_DDPM / THREADS_GAN the torch threads of each (default 1 each: the two trainings run side by side, which on
-# 2 cores beats one after the other with 2 threads each, since a second thread speeds a run up only 1.7x).
+# 2 cores beats one after the other with 2 threads each, since a second thread speeds a run up only 1.7x);
+# THREADS_DDPM_ALONE (2) those of the DDPM once the GAN is done.
 # PROXYROBUST picks another binary (e.g. a copy of the build, to keep developing while it runs).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,7 +25,13 @@ train ddpm-b-60k "${THREADS_DDPM:-1}" --kind ddpm "${ddpm_steps[@]}" &
 ddpm=$!
 train gan-b-60k "${THREADS_GAN:-1}" --kind gan --steps "${GAN_STEPS:-3000}" --batch-size 64 &
 gan=$!
-wait "$ddpm" "$gan"
+wait "$gan"
+# The GAN is done first (about an hour); the DDPM then continues alone with both cores (SIGTERM saves its state).
+if [ ! -e "$out/ddpm-b-60k/final.json" ]; then
+  pkill -TERM -f -- "--out $out/ddpm-b-60k " || true
+  wait "$ddpm" || true
+  train ddpm-b-60k "${THREADS_DDPM_ALONE:-2}" --kind ddpm "${ddpm_steps[@]}"
+fi
 for kind in ddpm gan; do
   precision=$([ "$kind" = gan ] && echo int8 || echo float16)  # each under 5 MB
   "$bin" generator pack --checkpoint "$out/$kind-b-60k" --out "$root/models/fmnist-$kind" --precision "$precision"
