@@ -26,8 +26,8 @@ for s in $settings; do
     --threads "$threads" > /dev/null
   rate=$(( n * 10000 / ms )); rate="$((rate / 10)).$((rate % 10))"
   # the report's row "| synthetic store | n | ... |" with the setting in front
-  grep '^| synthetic store |' "$out/$name/report.md" \
+  grep -m1 '^| synthetic store |' "$out/$name/report.md" \
     | sed "s/^| synthetic store |/| $sampler | $steps | ${guide:-default} | $rate |/" >> "$table"
 done
-grep '^| held-out real' "$out/$name/report.md" | sed 's/^| held-out real[^|]*|/| held-out real | - | - | - |/' >> "$table"
+grep -m1 '^| held-out real' "$out/$name/report.md" | sed 's/^| held-out real[^|]*|/| held-out real | - | - | - |/' >> "$table"
 cat "$table"

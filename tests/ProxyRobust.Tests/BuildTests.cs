@@ -4,17 +4,9 @@ namespace ProxyRobust.Tests;
 /// folder.</summary>
 public sealed class BuildTests
 {
-    private static string RepositoryRoot()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "ProxyRobust.slnx")))
-            dir = Path.GetDirectoryName(dir);
-        return dir ?? throw new InvalidOperationException("repository root not found above the test binaries");
-    }
-
     private static (int Code, string Output) Dotnet(params string[] args)
     {
-        var (code, stdout, stderr) = TestSupport.RunDotnet(RepositoryRoot(), args);
+        var (code, stdout, stderr) = TestSupport.RunDotnet(TestSupport.RepositoryRoot(), args);
         return (code, stdout + stderr);
     }
 

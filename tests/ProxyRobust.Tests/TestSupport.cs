@@ -118,6 +118,15 @@ public static class TestSupport
         return model;
     }
 
+    /// <summary>The checkout's root: the first folder above the test binaries that holds ProxyRobust.slnx.</summary>
+    public static string RepositoryRoot()
+    {
+        var dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "ProxyRobust.slnx")))
+            dir = Path.GetDirectoryName(dir);
+        return dir ?? throw new InvalidOperationException("repository root not found above the test binaries");
+    }
+
     /// <summary>Random uint8 NHWC images with labels cycling through the classes.</summary>
     public static (byte[] Images, int[] Labels) RandomImages(int n, int h, int w, int c, int classes, int seed)
     {

@@ -187,8 +187,13 @@ public sealed record GeneratorSampleRequest
     public long Count { get; init; } = 10_000;
     public int ChunkSize { get; init; } = 1000;
     public int Seed { get; init; }
-    public double Guidance { get; init; } = 1;
-    public SamplerOptions Sampler { get; init; } = new(SamplerKind.DpmSolver2M, 25);
+
+    /// <summary>Guidance 2 with DPM-Solver++(2M) at 10 steps: the best of the sampler table in docs/GENERATORS.md
+    /// (shipped DDPM, 1,000 samples: 93.2% recognised and FD 1.46, against 73.1% and 4.98 without guidance, and 73.1% /
+    /// 4.33 at 25 steps without); guidance evaluates the network on twice the batch.</summary>
+    public double Guidance { get; init; } = 2;
+
+    public SamplerOptions Sampler { get; init; } = new(SamplerKind.DpmSolver2M, 10);
     public int BatchSize { get; init; } = 250;
     public int ShardIndex { get; init; }
     public int ShardCount { get; init; } = 1;

@@ -13,9 +13,10 @@ namespace ProxyRobust.Generative;
 /// the device.</summary>
 public sealed record DdpmTrainOptions
 {
-    /// <summary>6,000 steps of 128: 1.7 hours at the 124 img/s measured on the reference machine (bench/RESULTS.md),
-    /// inside the 2-hour budget of issue 13; sized by time until the quality table chooses it.</summary>
-    public long Steps { get; init; } = 6_000;
+    /// <summary>3,000 steps of 128: 89 minutes at the 72 img/s measured on a 2-core Intel Xeon (AVX-512, 280 GFLOP/s),
+    /// about 52 on the reference Zen 5, inside issue 13's 2-hour budget; 6,000 took 3 hours on the Xeon. The
+    /// quality it reaches is in docs/GENERATORS.md.</summary>
+    public long Steps { get; init; } = 3_000;
     public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 2e-4;
     public long WarmupSteps { get; init; } = 500;
