@@ -279,8 +279,8 @@ public sealed class DiffusionTests
         using var g = new Generator(5);
         var batchImages = images.repeat(8, 1, 1, 1);
         var batchLabels = labels.repeat(8);
-        // 1,000 steps: after 600 the worst sample was within MSE 0.01 of its image on the Zen 5 but at 0.026 on a 2-core
-        // Intel Xeon (libtorch picks other kernels per CPU, and the trajectories part); the bound below stays as it was.
+        // 1,000 steps: after 600 the worst sample was within MSE 0.01 of its image on the Zen 5 but at 0.026 on a
+        // 2-core Intel Xeon (libtorch picks other kernels per CPU, and the trajectories part); the bound stays.
         for (int step = 0; step < 1000; step++)
         {
             using var scope = NewDisposeScope();

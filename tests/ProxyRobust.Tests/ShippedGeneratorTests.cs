@@ -18,15 +18,7 @@ public sealed class ShippedGeneratorTests
     private static readonly Lazy<string> Judge = new(
         () =>
         {
-            var dir = Directory.CreateTempSubdirectory("proxyrobust-test-judge-").FullName;
-            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-            {
-                try
-                {
-                    Directory.Delete(dir, true);
-                }
-                catch (IOException) { }
-            };
+            var dir = TestSupport.TempDirForTheRun("proxyrobust-test-judge-");
             Experiments.TrainRun.Execute(
                 new Experiments.TrainRunConfig
                 {

@@ -57,15 +57,7 @@ public static class TestSupport
         () =>
         {
             // Kept for the whole test run (several test classes use it; training it once saves a minute of CPU).
-            var dir = Directory.CreateTempSubdirectory("proxyrobust-test-pgd-").FullName;
-            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-            {
-                try
-                {
-                    Directory.Delete(dir, true);
-                }
-                catch (IOException) { }
-            };
+            var dir = TempDirForTheRun("proxyrobust-test-pgd-");
             var result = Experiments.TrainRun.Execute(
                 new Experiments.TrainRunConfig
                 {
@@ -116,6 +108,22 @@ public static class TestSupport
         }
         model.eval();
         return model;
+    }
+
+    /// <summary>A temporary folder that lives until the test process exits: for models trained once and shared by
+    /// several tests.</summary>
+    public static string TempDirForTheRun(string prefix)
+    {
+        var dir = Directory.CreateTempSubdirectory(prefix).FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(dir, true);
+            }
+            catch (IOException) { }
+        };
+        return dir;
     }
 
     /// <summary>The checkout's root: the first folder above the test binaries that holds ProxyRobust.slnx.</summary>

@@ -15,7 +15,8 @@ namespace ProxyRobust.Generative;
 /// </summary>
 public static class GeneratorPack
 {
-    /// <summary>Marks a packed checkpoint's record; its value names the precision and the source step.</summary>
+    /// <summary>Marks a packed checkpoint's record; its value names the precision, the source checkpoint and what was
+    /// kept.</summary>
     public const string PackedKey = "packed";
 
     /// <summary>Suffix of the per-slice scales of an int8 tensor: NAME holds the int8 values, NAME + suffix the
