@@ -10,7 +10,9 @@ internal static class CompareProxiesCommand
 {
     public static Command Create(CancellationToken cancel)
     {
-        var (synthetic, names) = Shared.ProxyOptions("proxy stores to compare (at least two)");
+        var (synthetic, names) = Shared.ProxyOptions(
+            "proxy stores to compare (at least two); holdout:N for N held-out real training images (an ideal proxy)"
+        );
         var classifier = new Option<string>("--classifier")
         {
             Description = "a classifier trained on the real data (feature space of the quality metrics)",

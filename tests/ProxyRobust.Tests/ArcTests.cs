@@ -179,16 +179,14 @@ public sealed class CompareProxiesTests
     {
         using var dir = new TempDir();
         var (classifier, _) = TestSupport.PgdTrainedFashionMnist();
-        using var train = TestSupport.FashionMnist(Split.Train);
-        using var real = train.Select(Enumerable.Range(50_000, 10_000).ToArray()).Split(600, 4).Taken;
-        NpyDataset.Write(real, dir.File("real.npy"), dir.File("real.labels.npy"));
         var noise = new byte[600 * 784];
         new Random(2).NextBytes(noise);
         Npy.Write(dir.File("noise.npy"), "|u1", [600, 28, 28, 1], noise);
-        Npy.WriteLabels(dir.File("noise.labels.npy"), real.Labels);
+        Npy.WriteLabels(dir.File("noise.labels.npy"), Enumerable.Range(0, 600).Select(i => i % 10).ToArray());
         var request = new CompareProxiesRequest
         {
-            Proxies = [new ArcProxy("real", dir.File("real.npy")), new ArcProxy("noise", dir.File("noise.npy"))],
+            // the held-out real proxy as the demo draws it: a store of 600 training images the cells do not train on
+            Proxies = [new ArcProxy("real", "holdout:600"), new ArcProxy("noise", dir.File("noise.npy"))],
             Classifier = classifier,
             Output = dir.File("compare"),
             RealImages = 100,
@@ -210,6 +208,18 @@ public sealed class CompareProxiesTests
         double Pgd(string cell) => exp.Cells.Single(c => c.Name == cell).Evaluation.Pgd20!.Value;
         Assert.Equal(100 * (Pgd("real-s0") - Pgd("baseline-s0")), byName["real"].Gain, 1e-9);
         Assert.Equal(7, report.Correlations.Count);
+        // the held-out store: 600 real training images, none of them among the cells' real training images
+        using var heldOut = DatasetLoader.Load(byName["real"].Store, Split.Train);
+        Assert.Equal(600, heldOut.Count);
+        using var train = TestSupport.FashionMnist(Split.Train);
+        var (val, cellTrain, _) = TrainRun.RealSplits(train, valSize: 30, trainSize: 100, dataSeed: 0);
+        var used = Enumerable
+            .Range(0, cellTrain.Count)
+            .Select(i => Convert.ToHexString(cellTrain.Image(i)))
+            .Concat(Enumerable.Range(0, val!.Count).Select(i => Convert.ToHexString(val.Image(i))))
+            .ToHashSet();
+        Assert.Equal(130, used.Count);
+        Assert.DoesNotContain(Enumerable.Range(0, 600), i => used.Contains(Convert.ToHexString(heldOut.Image(i))));
         var md = File.ReadAllText(report.Markdown);
         Assert.Contains("| ARC |", md);
         Assert.Contains("Ranked by gain:", md);

@@ -91,6 +91,8 @@ public static class CompareProxiesRun
             observer?.Log(m);
         }
 
+        r = r with { Proxies = r.Proxies.Select(p => MaterialiseHeldOut(r, p)).ToList() };
+
         // 1. PORT with each proxy against the baseline, as demo cells (the standard report works on the folder too)
         var cells = new List<ExperimentCell>();
         foreach (var seed in r.Seeds)
@@ -237,6 +239,36 @@ public static class CompareProxiesRun
         AtomicFile.WriteAllText(markdown, Render(r, report, records));
         JsonFiles.Write(Path.Combine(r.Output, "compare.json"), report);
         return report;
+    }
+
+    /// <summary>
+    /// A "holdout:COUNT" proxy becomes a store file in OUT/stores/ holding exactly the held-out real images the demo's
+    /// PORT cell would draw (the training images the cells' real subset and validation set leave unused), so that the
+    /// quality report and ARC measure the same images PORT trains on. Written once; other proxies pass through.
+    /// </summary>
+    private static ArcProxy MaterialiseHeldOut(CompareProxiesRequest r, ArcProxy p)
+    {
+        const string prefix = "holdout:";
+        if (!p.Store.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+            return p;
+        if (!int.TryParse(p.Store[prefix.Length..], NumberStyles.None, CultureInfo.InvariantCulture, out int count))
+            throw new ArgumentException($"proxy '{p.Store}': expected holdout:N with N > 0");
+        var stem = Path.Combine(r.Output, "stores", Safe(p.Name));
+        string images = stem + ".npy",
+            labels = stem + ".labels.npy";
+        if (!File.Exists(images) || !File.Exists(labels))
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(stem)!);
+            using var full = DatasetLoader.Load(r.Settings.Data, Split.Train);
+            var (_, _, unused) = TrainRun.RealSplits(full, r.Settings.ValSize, r.RealImages, dataSeed: 0);
+            if (count < 1 || count > unused.Count)
+                throw new ArgumentException(
+                    $"proxy '{p.Store}': {unused.Count} real training images are left for a held-out proxy"
+                );
+            // each file written whole (temporary, then renamed); a kill between the two leaves no labels: redone
+            NpyDataset.Write(TrainRun.HeldOutProxy(unused, count, dataSeed: 0), images, labels);
+        }
+        return p with { Store = images, Labels = labels };
     }
 
     private static string Safe(string name) =>

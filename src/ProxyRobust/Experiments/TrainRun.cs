@@ -173,6 +173,11 @@ public static class TrainRun
         return (val, train, unused);
     }
 
+    /// <summary>The held-out real proxy "holdout:COUNT": COUNT of the images <see cref="RealSplits"/> left unused,
+    /// drawn by the data seed.</summary>
+    public static ImageDataset HeldOutProxy(ImageDataset unused, int count, int dataSeed) =>
+        unused.Split(count, Seeds.Derive(dataSeed, 4)).Taken;
+
     private static readonly string[] FreeOnResume =
     [
         nameof(TrainRunConfig.OutputDir),
@@ -398,7 +403,7 @@ public static class TrainRun
                     $"synthetic source '{c.Synthetic}': only {unusedReal.Count} real training images are not used "
                         + $"for training or validation"
                 );
-            return unusedReal.Split(count, Seeds.Derive(c.DataSeed, 4)).Taken;
+            return HeldOutProxy(unusedReal, count, c.DataSeed);
         }
         var labels =
             c.SyntheticLabels
