@@ -39,4 +39,11 @@ for kind in ddpm gan; do
   grid=$(ls "$out/$kind-b-60k"/samples-*.png | awk -F'samples-' '{print $NF + 0, $0}' | sort -n | tail -1 | cut -d' ' -f2-)
   cp "$grid" "$root/docs/results/generators/$kind-b-60k-step$(basename "$grid" .png | sed 's/samples-0*//').png"
 done
+# The demo's DDPM proxy: 5,000 samples of the shipped DDPM (the demo cannot afford to sample them on a slow machine;
+# `demo --sample-ddpm` does, with the same request: Demo.DdpmSampling), gzip-compressed.
+samples="$out/ddpm-demo-5k"
+"$bin" generator sample --checkpoint "$root/models/fmnist-ddpm.json" --n 5000 --chunk-size 100 --seed 0 \
+  --out "$samples.npy"
+gzip -9 -n -c "$samples.npy" > "$root/models/fmnist-ddpm-samples.npy.gz"
+gzip -9 -n -c "$samples.labels.npy" > "$root/models/fmnist-ddpm-samples.labels.npy.gz"
 ls -l "$root"/models/

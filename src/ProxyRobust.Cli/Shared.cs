@@ -35,12 +35,19 @@ internal static class Shared
     public static Split SplitOf(string s) => s == "train" ? ProxyRobust.Data.Split.Train : ProxyRobust.Data.Split.Test;
 
     /// <summary>Experiments: the AutoAttack version of the final test.</summary>
-    public static Option<string> FinalAttack() =>
-        new Option<string>("--final-attack")
+    /// <param name="demo">the demo's option: no default value (the demo picks fast, or standard with --full)</param>
+    public static Option<string> FinalAttack(bool demo = false)
+    {
+        var option = new Option<string>("--final-attack")
         {
-            Description = "AutoAttack version of the final test: standard | strong (adds APGD-PM and APGD-MALT) | fast",
-            DefaultValueFactory = _ => "standard",
-        }.AcceptOnlyFromAmong("standard", "strong", "fast");
+            Description =
+                "AutoAttack version of the final test: standard | strong (adds APGD-PM and APGD-MALT) | fast"
+                + (demo ? " (default: fast, standard with --full)" : ""),
+        };
+        if (!demo)
+            option.DefaultValueFactory = _ => "standard";
+        return option.AcceptOnlyFromAmong("standard", "strong", "fast");
+    }
 
     /// <summary>Adversarial training: the attack of the per-epoch validation.</summary>
     public static Option<string> ValAttack() =>

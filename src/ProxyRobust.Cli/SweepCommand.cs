@@ -47,6 +47,11 @@ internal static class SweepCommand
             Description = "held-out validation images (robust accuracy each epoch)",
             DefaultValueFactory = _ => 500,
         }.Positive();
+        var attackSteps = new Option<int>("--attack-steps")
+        {
+            Description = "PGD steps of training and of the per-epoch validation (step size eps / 4)",
+            DefaultValueFactory = _ => 10,
+        }.Positive();
         var aaPoints = new Option<int>("--autoattack-points")
         {
             Description = "also run AutoAttack (--final-attack) on this many of the test points",
@@ -79,6 +84,7 @@ internal static class SweepCommand
             epochs,
             evalSize,
             valSize,
+            attackSteps,
             aaPoints,
             finalAttack,
             valAttack,
@@ -96,6 +102,7 @@ internal static class SweepCommand
                     Epochs = p.GetValue(epochs),
                     EvalPoints = p.GetValue(evalSize),
                     ValSize = p.GetValue(valSize),
+                    AttackSteps = p.GetValue(attackSteps),
                     AutoAttackPoints = p.GetValue(aaPoints),
                     FinalAttack = Enum.Parse<AutoAttackVersion>(p.GetValue(finalAttack)!, ignoreCase: true),
                     ValAttack = p.GetValue(valAttack)!,

@@ -157,7 +157,7 @@ public sealed class ExperimentTests
         Experiment.Save(root, "port-demo", "test", settings, cells, records);
         var md = File.ReadAllText(ExperimentReport.Write(root));
         Assert.Contains("| baseline | 0 | 150 | 0 |", md);
-        Assert.Contains("| PORT | 0 | 150 | 600 |", md);
+        Assert.Contains("| PORT (held-out real) | 0 | 150 | 600 |", md);
         // The stated PGD-20 gain equals the difference of the two models' accuracies on the same points.
         var evals = records.Take(2).Select(r => r.Evaluation).ToArray();
         double expected = 100 * (evals[1].Pgd20!.Value - evals[0].Pgd20!.Value);
@@ -225,7 +225,9 @@ public sealed class ExperimentTests
         var run = JsonFiles.Read<TrainRunRecord>(Path.Combine(root, "cells", "store-s0", TrainRunRecord.FileName));
         Assert.Equal(tmp.File("store.npy"), run.Config.Synthetic);
         Assert.Equal(300, run.SyntheticImages);
-        foreach (var (model, record) in new[] { ("PORT", records[1]), ("PORT (test-images)", records[2]) })
+        foreach (
+            var (model, record) in new[] { ("PORT (held-out real)", records[1]), ("PORT (test-images)", records[2]) }
+        )
         {
             double expected = 100 * (record.Evaluation.Pgd20!.Value - records[0].Evaluation.Pgd20!.Value);
             var line = md.Split('\n').Single(l => l.Contains($"seed 0, {model}, PGD-20:"));

@@ -1,5 +1,6 @@
 using ProxyRobust.Attacks;
 using ProxyRobust.Core;
+using ProxyRobust.Generative;
 using ProxyRobust.Training;
 
 namespace ProxyRobust.Experiments;
@@ -30,67 +31,207 @@ public interface IExperimentObserver
 public sealed record ExperimentOutcome(int Finished, int Planned, string Report);
 
 /// <summary>
-/// The README's main command: PORT's core claim end to end on Fashion-MNIST. A small real training set,
-/// held-out real images as an (ideal) proxy, PGD adversarial training without and with the proxy images, clean / PGD-20
-/// / AutoAttack evaluation on the same test points, Gaussian-noise training certified by randomized smoothing, and a
-/// report with each gain and its uncertainty.
+/// The README's main command: PORT's core claims end to end on Fashion-MNIST, with generated proxies. A small real
+/// training set; as proxies, as many images of each of: held-out real training images (the ideal proxy), samples of
+/// the shipped DDPM and samples of the shipped GAN (the weaker generator); PGD adversarial training without and with
+/// each proxy, clean / PGD-20 / AutoAttack evaluation on the same test points, Gaussian-noise training without and with
+/// the DDPM samples certified by randomized smoothing, and a report with each gain and its uncertainty.
 /// </summary>
 public static class Demo
 {
     public const string Kind = "port-demo";
+
+    /// <summary>The shipped generators (models/README.md) and the shipped DDPM samples: 5,000 guided DPM-Solver++
+    /// samples (10 steps, guidance 2, seed 0, chunks of 100) of models/fmnist-ddpm.json, gzip-compressed. Sampling them
+    /// takes about 9 minutes on a 2-core Xeon and 30 on a 2-core AVX2 machine, more than the whole demo may take;
+    /// `demo --sample-ddpm` remakes them, and a test checks that the shipped generator reproduces them.</summary>
+    public const string GanModel = "fmnist-gan.json",
+        DdpmModel = "fmnist-ddpm.json",
+        DdpmSamples = "fmnist-ddpm-samples.npy.gz",
+        DdpmSampleLabels = "fmnist-ddpm-samples.labels.npy.gz";
+
+    public const int ShippedDdpmSampleCount = 5000;
+
+    /// <summary>The request that made the shipped DDPM samples (and that remakes them, or more of them).</summary>
+    public static GeneratorSampleRequest DdpmSampling(string models, string output, int count) =>
+        new()
+        {
+            Checkpoint = Path.Combine(models, DdpmModel),
+            Output = output,
+            Count = count,
+            ChunkSize = 100,
+            Seed = 0,
+        };
+
+    /// <summary>Images per proxy: the same number for each, so that the proxies compare at equal counts.</summary>
+    public static int ProxyImages(bool full) => full ? 20_000 : ShippedDdpmSampleCount;
 
     public static ExperimentSettings Settings(bool full) =>
         full
             ? new ExperimentSettings
             {
                 Epochs = 100,
+                AttackSteps = 10,
                 EvalPoints = 2000,
                 AutoAttackPoints = 1000,
+                FinalAttack = AutoAttackVersion.Standard,
                 CertifyPoints = 500,
                 CertifySamples = 10_000,
             }
             // Sized for a 2-core AVX2 machine (issue 12; bench/RESULTS.md has the measurements behind it): 40 epochs
             // stay, because the gain comes from the baseline's robust overfitting late in training (30 epochs: PGD-20
-            // gain +1.9 instead of +5.1); validation on 250 points instead of 500 (it cost as much as training the
-            // baseline), AutoAttack on 100 points (it was half of the demo's time; PGD-20 on 1,000 points carries the
-            // paired interval of the robust gain, AutoAttack checks that PGD-20 does not overestimate), certificates
-            // with n = 1,000 (radii up to 0.61 can be certified, above the r = 0.5 the report compares at).
+            // gain +1.9 instead of +5.1); PGD-5 instead of PGD-10 in training and validation (step eps / 4, so the
+            // five steps still reach the ball's surface), validation on 250 points, AutoAttack fast on 100 points
+            // (standard took 47 s per model on the reference machine, fast matched it within 0.1 points on the demo's
+            // models at 1,000 points in a seventh of the time; PGD-20 on 1,000 points carries the paired interval of
+            // the robust gain), certificates with n = 1,000 (radii up to 0.61 can be certified, above the r = 0.5 the
+            // report compares at).
             : new ExperimentSettings
             {
                 Epochs = 40,
+                AttackSteps = 5,
                 ValSize = 250,
                 EvalPoints = 1000,
                 AutoAttackPoints = 100,
+                FinalAttack = AutoAttackVersion.Fast,
                 CertifyPoints = 200,
                 CertifySamples = 1_000,
             };
 
-    /// <param name="finalAttack">AutoAttack version of the final test (the demo's default: standard)</param>
+    public static string StoresDir(string root) => Path.Combine(root, "stores");
+
+    public static string DdpmStore(string root) => Path.Combine(StoresDir(root), "ddpm.npy");
+
+    public static string GanStore(string root) => Path.Combine(StoresDir(root), "gan.npy");
+
+    /// <param name="finalAttack">AutoAttack version of the final test (null: fast, or standard with --full)</param>
     /// <param name="valAttack">per-epoch validation attack: "pgd" or "fast"</param>
     public static ExperimentPlan Plan(
         bool full,
         string? output,
         string command,
-        AutoAttackVersion finalAttack = AutoAttackVersion.Standard,
+        AutoAttackVersion? finalAttack = null,
         string valAttack = "pgd"
     )
     {
         var root = output ?? Path.Combine("runs", full ? "demo-full" : "demo");
         int[] seeds = full ? [0, 1] : [0];
+        int n = ProxyImages(full);
+        string ddpm = DdpmStore(root),
+            gan = GanStore(root);
         var cells = seeds
             .SelectMany(s =>
                 new[]
                 {
                     new ExperimentCell($"baseline-s{s}", 500, 0, 0.5, 0.1, s),
-                    new ExperimentCell($"port-s{s}", 500, 20000, 0.5, 0.1, s),
-                    // certified robustness: Gaussian-noise training (sigma 0.25) without and with the proxy images
+                    new ExperimentCell($"real-s{s}", 500, n, 0.5, 0.1, s),
+                    new ExperimentCell($"ddpm-s{s}", 500, n, 0.5, 0.1, s, ProxyName: "DDPM", ProxyStore: ddpm),
+                    new ExperimentCell($"gan-s{s}", 500, n, 0.5, 0.1, s, ProxyName: "GAN", ProxyStore: gan),
+                    // certified robustness: Gaussian-noise training (sigma 0.25) without and with the DDPM samples
                     new ExperimentCell($"noise-baseline-s{s}", 500, 0, 0.5, 0.1, s, Gaussian: true, Sigma: 0.25),
-                    new ExperimentCell($"noise-port-s{s}", 500, 20000, 0.5, 0.1, s, Gaussian: true, Sigma: 0.25),
+                    new ExperimentCell(
+                        $"noise-ddpm-s{s}",
+                        500,
+                        n,
+                        0.5,
+                        0.1,
+                        s,
+                        Gaussian: true,
+                        Sigma: 0.25,
+                        ProxyName: "DDPM",
+                        ProxyStore: ddpm
+                    ),
                 }
             )
             .ToList();
-        var settings = Settings(full) with { FinalAttack = finalAttack, ValAttack = valAttack };
+        var settings = Settings(full) with { ValAttack = valAttack };
+        if (finalAttack is { } version)
+            settings = settings with { FinalAttack = version };
         return new ExperimentPlan(root, Kind, command, settings, cells);
+    }
+
+    /// <summary>
+    /// Makes the plan's generated proxy stores (once; each step resumes after a kill): the GAN's samples by sampling
+    /// the shipped GAN (seconds), the DDPM's by unpacking the shipped samples, or by sampling the shipped DDPM when
+    /// <paramref name="sampleDdpm"/> is set or the plan needs more of them than were shipped.
+    /// </summary>
+    public static void PrepareProxies(
+        ExperimentPlan plan,
+        string models,
+        bool sampleDdpm,
+        IExperimentObserver observer,
+        CancellationToken cancel = default
+    )
+    {
+        int n = plan.Cells.Max(c => c.SyntheticImages);
+        Directory.CreateDirectory(StoresDir(plan.Root));
+        void Log(string message)
+        {
+            Experiment.Log(plan.Root, message);
+            observer.Log(message);
+        }
+        void Sample(string name, GeneratorSampleRequest request)
+        {
+            Log($"{name}: sampling {request.Count} images from {request.Checkpoint}");
+            var outcome = observer.Cell(
+                $"{name} samples",
+                (_, phase) =>
+                    GeneratorSampleRun.Execute(
+                        request,
+                        new Reporter<(long Done, long Total)>(p =>
+                            phase?.Report(($"{name} sampling", (int)p.Done, (int)p.Total))
+                        ),
+                        cancel
+                    )
+            );
+            Log($"{name}: {outcome.Count} samples in {outcome.Seconds:F0} s");
+        }
+        static bool Done(string store) => File.Exists(store) && File.Exists(StoreWriter.LabelsPath(store));
+
+        var gan = GanStore(plan.Root);
+        if (!Done(gan))
+            Sample(
+                "GAN",
+                new GeneratorSampleRequest
+                {
+                    Checkpoint = Path.Combine(models, GanModel),
+                    Output = gan,
+                    Count = n,
+                }
+            );
+        var ddpm = DdpmStore(plan.Root);
+        if (Done(ddpm))
+            return;
+        var shipped = Path.Combine(models, DdpmSamples);
+        if (!sampleDdpm && n == ShippedDdpmSampleCount && File.Exists(shipped))
+        {
+            Log($"DDPM: {n} samples unpacked from {shipped} (remake them with --sample-ddpm)");
+            Gzip.Inflate(Path.Combine(models, DdpmSampleLabels), StoreWriter.LabelsPath(ddpm));
+            Gzip.Inflate(shipped, ddpm);
+        }
+        else
+            Sample("DDPM", DdpmSampling(models, ddpm, n));
+    }
+
+    /// <summary>The folder of the shipped generators: <paramref name="given"/>, else the nearest models/ folder holding
+    /// them above the program (the repository's), else one below the current directory.</summary>
+    public static string FindModels(string? given)
+    {
+        bool Holds(string dir) => File.Exists(Path.Combine(dir, GanModel)) && File.Exists(Path.Combine(dir, DdpmModel));
+        if (given is not null)
+            return Holds(given)
+                ? given
+                : throw new DataFormatException(given, $"holds no {GanModel} and {DdpmModel} (the shipped generators)");
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (Holds(Path.Combine(dir.FullName, "models")))
+                return Path.Combine(dir.FullName, "models");
+        var here = Path.Combine(Directory.GetCurrentDirectory(), "models");
+        return Holds(here)
+            ? here
+            : throw new DataFormatException(
+                "models/",
+                "the shipped generators (models/fmnist-gan.json, models/fmnist-ddpm.json) are not found: give --models"
+            );
     }
 }
 

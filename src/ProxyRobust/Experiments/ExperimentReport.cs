@@ -58,12 +58,14 @@ public static class ExperimentReport
     private static (int Real, double Gamma, double Eps, int Seed) Setting(CellRecord c) =>
         (c.Parameters.Real, c.Parameters.Gamma, c.Parameters.Eps, c.Parameters.Seed);
 
-    /// <summary>"baseline" for a cell trained on the real images alone; for one trained with proxy images "PORT" (the
-    /// held-out real proxy) or "PORT (NAME)" for a named proxy store.</summary>
+    /// <summary>"baseline" for a cell trained on the real images alone; for one trained with proxy images "PORT
+    /// (held-out real)" or "PORT (NAME)" for a named proxy store.</summary>
     private static string Model(CellRecord cell) =>
         cell.Parameters.Proxy is { } name ? $"PORT ({name})"
-        : cell.Parameters.Synthetic > 0 ? "PORT"
+        : cell.Parameters.Synthetic > 0 ? HeldOut
         : "baseline";
+
+    private const string HeldOut = "PORT (held-out real)";
 
     /// <summary>The models of the cells, baseline first, then in the order of the cells.</summary>
     private static List<string> Models(List<CellRecord> cells) =>
@@ -97,7 +99,7 @@ public static class ExperimentReport
             return "proxy images are held-out real training images (an ideal proxy) mixed into every batch.";
         bool holdout = exp.Cells.Any(c => c.Parameters.Proxy is null && c.Parameters.Synthetic > 0);
         return "proxy images, mixed into every batch, are "
-            + (holdout ? "held-out real training images (an ideal proxy) for PORT and " : "")
+            + (holdout ? $"held-out real training images (an ideal proxy) for {HeldOut} and " : "")
             + string.Join(", ", named.Select(n => $"samples of the proxy store '{n}' for PORT ({n})"))
             + ".";
     }
@@ -202,7 +204,7 @@ public static class ExperimentReport
         Plots.Lines(
             curves,
             Path.Combine(root, "validation.png"),
-            "Validation robust accuracy (PGD-10) during training",
+            $"Validation robust accuracy (PGD-{exp.Settings.AttackSteps}) during training",
             "epoch",
             "robust accuracy (%)"
         );
