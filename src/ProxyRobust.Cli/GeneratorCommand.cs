@@ -381,6 +381,12 @@ internal static class GeneratorCommand
             Description = "DDIM's eta (0: deterministic)",
             DefaultValueFactory = _ => 0,
         }.Between(0, 1);
+        var firstStep = new Option<int?>("--first-step")
+        {
+            Description =
+                "DDPM: the noisiest step the sampler evaluates (default: the last, T-1); a lower one starts where the "
+                + "x0 estimate is better conditioned",
+        }.NonNegative();
         var shard = new Option<string>("--shard")
         {
             Description = "i/n: write only chunks c with c mod n = i (processes or machines sharing one store)",
@@ -417,6 +423,7 @@ internal static class GeneratorCommand
             sampler,
             steps,
             eta,
+            firstStep,
             shard,
             raw,
             onnxClasses,
@@ -446,7 +453,12 @@ internal static class GeneratorCommand
                     ChunkSize = p.GetValue(chunk),
                     Seed = p.GetValue(seed),
                     Guidance = p.GetValue(guidance),
-                    Sampler = new SamplerOptions(kind, p.GetValue(steps), p.GetValue(eta)),
+                    Sampler = new SamplerOptions(
+                        kind,
+                        p.GetValue(steps),
+                        p.GetValue(eta),
+                        FirstStep: p.GetValue(firstStep)
+                    ),
                     BatchSize = p.GetValue(batch),
                     ShardIndex = sh[0],
                     ShardCount = sh[1],

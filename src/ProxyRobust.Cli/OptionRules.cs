@@ -40,6 +40,8 @@ internal static class OptionRules
 
     public static Option<double> NonNegative(this Option<double> o) => o.Check(v => v >= 0, "zero or more");
 
+    public static Option<int?> NonNegative(this Option<int?> o) => o.Check(v => v is null or >= 0, "zero or more");
+
     /// <summary>low &lt;= v &lt;= high, or with <paramref name="open"/> low &lt; v &lt; high.</summary>
     public static Option<double> Between(this Option<double> o, double low, double high, bool open = false) =>
         o.Check(

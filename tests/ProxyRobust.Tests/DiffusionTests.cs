@@ -188,6 +188,17 @@ public sealed class DiffusionTests
         Assert.True(log.Zip(log.Skip(1)).All(p => p.First > p.Second));
         Assert.True(log.Count(t => t < 200) > DiffusionSampler.TimeGrid(1000, 25).Count(t => t < 200));
         Assert.Throws<ArgumentOutOfRangeException>(() => DiffusionSampler.TimeGrid(100, 101));
+        // a lower first step: the same shapes of grid, from there
+        Assert.Equal(
+            new[] { 900, 800, 700, 600, 500, 400, 300, 200, 100, 0 },
+            DiffusionSampler.TimeGrid(1000, 10, 900)
+        );
+        var lower = DiffusionSampler.TimeGrid(schedule, 25, TimeSpacing.LogSnr, first: 900);
+        Assert.Equal(900, lower[0]);
+        Assert.Equal(0, lower[^1]);
+        Assert.True(lower.Zip(lower.Skip(1)).All(p => p.First > p.Second));
+        Assert.Throws<ArgumentOutOfRangeException>(() => DiffusionSampler.TimeGrid(1000, 10, 1000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => DiffusionSampler.TimeGrid(1000, 10, 5));
     }
 
     [Fact]

@@ -194,6 +194,10 @@ public sealed class DemoProxyTests
         var stamps = new[] { ddpm, gan }.Select(File.GetLastWriteTimeUtc).ToList();
         Experiments.Demo.PrepareProxies(plan, models, sampleDdpm: false, observer);
         Assert.Equal(stamps, new[] { ddpm, gan }.Select(File.GetLastWriteTimeUtc));
+        // sampling into a folder whose models trained on the unpacked samples would change their inputs afterwards
+        Assert.Throws<ArgumentException>(() =>
+            Experiments.Demo.PrepareProxies(plan, models, sampleDdpm: true, observer)
+        );
     }
 
     private sealed class Quiet : Experiments.IExperimentObserver

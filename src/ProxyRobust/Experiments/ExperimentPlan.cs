@@ -201,7 +201,15 @@ public static class Demo
             );
         var ddpm = DdpmStore(plan.Root);
         if (Done(ddpm))
+        {
+            // a sampled store keeps its chunks beside it; an unpacked one has none
+            if (sampleDdpm && !Directory.Exists(StoreWriter.PartsDir(ddpm)))
+                throw new ArgumentException(
+                    $"{plan.Root} already holds the shipped DDPM samples, and its models were trained on them: "
+                        + "give --sample-ddpm another --out"
+                );
             return;
+        }
         var shipped = Path.Combine(models, DdpmSamples);
         if (!sampleDdpm && n == ShippedDdpmSampleCount && File.Exists(shipped))
         {

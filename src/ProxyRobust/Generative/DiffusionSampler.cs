@@ -33,13 +33,15 @@ public enum TimeSpacing
 }
 
 /// <summary>How to sample: which sampler, how many network evaluations (steps), DDIM's eta, whether the x0 estimate is
-/// clipped to [-1, 1] at every step, and the time spacing (null: uniform for DDIM, log-SNR for DPM-Solver++).</summary>
+/// clipped to [-1, 1] at every step, the time spacing (null: uniform for DDIM, log-SNR for DPM-Solver++), and the
+/// noisiest step evaluated (null: T-1; the starting noise is taken as x at that step).</summary>
 public sealed record SamplerOptions(
     SamplerKind Kind = SamplerKind.Ddim,
     int Steps = 50,
     double Eta = 0,
     bool Clip = true,
-    TimeSpacing? Spacing = null
+    TimeSpacing? Spacing = null,
+    int? FirstStep = null
 )
 {
     public TimeSpacing SpacingOrDefault =>
@@ -56,16 +58,16 @@ public static class DiffusionSampler
     /// stopped at T/steps - 1 instead (diffusers' "trailing") would end on the posterior mean at a visible noise level,
     /// which shrinks the samples' spread (the Gaussian test in DiffusionTests shows it).
     /// </summary>
-    public static int[] TimeGrid(int trainSteps, int steps)
+    public static int[] TimeGrid(int trainSteps, int steps, int? first = null)
     {
-        if (steps < 1 || steps > trainSteps)
-            throw new ArgumentOutOfRangeException(nameof(steps), $"steps must be in 1..{trainSteps}");
+        int top = first ?? trainSteps - 1;
+        if (top < 0 || top >= trainSteps)
+            throw new ArgumentOutOfRangeException(nameof(first), $"the first step must be in 0..{trainSteps - 1}");
+        if (steps < 1 || steps > top + 1)
+            throw new ArgumentOutOfRangeException(nameof(steps), $"steps must be in 1..{top + 1}");
         if (steps == 1)
-            return [trainSteps - 1];
-        return Enumerable
-            .Range(0, steps)
-            .Select(i => (int)Math.Round((trainSteps - 1) * (1 - (double)i / (steps - 1))))
-            .ToArray();
+            return [top];
+        return Enumerable.Range(0, steps).Select(i => (int)Math.Round(top * (1 - (double)i / (steps - 1)))).ToArray();
     }
 
     /// <summary>
@@ -74,14 +76,14 @@ public static class DiffusionSampler
     /// from one step to the next and several values would fall on the same step), so that every evaluation is at a
     /// distinct step.
     /// </summary>
-    public static int[] TimeGrid(NoiseSchedule schedule, int steps, TimeSpacing spacing)
+    public static int[] TimeGrid(NoiseSchedule schedule, int steps, TimeSpacing spacing, int? first = null)
     {
-        var uniform = TimeGrid(schedule.Steps, steps);
+        var uniform = TimeGrid(schedule.Steps, steps, first);
         if (spacing == TimeSpacing.Uniform || steps < 3)
             return uniform;
-        int last = schedule.Steps - 1;
+        int last = first ?? schedule.Steps - 1;
         var lambda = Enumerable
-            .Range(0, schedule.Steps)
+            .Range(0, last + 1)
             .Select(t => Math.Log(schedule.Alpha(t) / schedule.Sigma(t)))
             .ToArray();
         var grid = new int[steps];
@@ -124,7 +126,7 @@ public static class DiffusionSampler
             throw new ArgumentException(
                 $"the ancestral sampler takes every one of the {schedule.Steps} steps; use DDIM with eta 1 for fewer"
             );
-        var grid = TimeGrid(schedule, options.Steps, options.SpacingOrDefault);
+        var grid = TimeGrid(schedule, options.Steps, options.SpacingOrDefault, options.FirstStep);
         var x = xT.detach().clone();
         Tensor? previousX0 = null;
         double previousH = 0;
