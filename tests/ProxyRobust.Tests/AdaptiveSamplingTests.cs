@@ -86,7 +86,21 @@ public sealed class AdaptiveSamplingTests
         Assert.True(hot.Min() / hot.Max() > 0.99);
     }
 
+    [Fact]
+    public void Random_fraction_keeps_that_many_images_a_different_set_per_seed_and_draws_them_uniformly()
+    {
+        var a = AdaptiveSampling.RandomFraction(50, 0.3, seed: 1);
+        var b = AdaptiveSampling.RandomFraction(50, 0.3, seed: 2);
+        Assert.Equal(15, a.Count(w => w > 0));
+        Assert.Equal(15, b.Count(w => w > 0));
+        Assert.NotEqual(a, b);
+        Assert.Equal(a, AdaptiveSampling.RandomFraction(50, 0.3, seed: 1));
+        AssertProportions(Counts(a, 1000, seed: 7), a.Select(w => (double)w).ToArray());
+        Assert.Equal("random:0.3", SampleSelection.Parse("random:0.3").ToString());
+    }
+
     [Theory]
+    [InlineData("random:0")]
     [InlineData("top:0")]
     [InlineData("top:1.5")]
     [InlineData("temperature:-1")]

@@ -301,7 +301,7 @@ public static class TrainRun
                     config.SyntheticBatch ?? config.Options.BatchSize,
                     config.Options.Augment,
                     Seeds.Derive(config.Options.Seed, 0x5E),
-                    ReadScores(config)
+                    ReadScores(config, synthetic.Count)
                 ),
                 config.Gamma
             );
@@ -367,21 +367,32 @@ public static class TrainRun
         return new TrainRunResult(config.OutputDir, spec, train.Count, synthetic?.Count ?? 0, result, last, best);
     }
 
-    private static float[]? ReadScores(TrainRunConfig c)
+    /// <summary>The proxy images' sampling weights: from --synthetic-scores by the selection, or for random:F a
+    /// random subset drawn by the data and training seeds (so that seeds also average over subsets); null:
+    /// uniform.</summary>
+    private static float[]? ReadScores(TrainRunConfig c, int count)
     {
+        var selection = c.SyntheticSelection is null ? null : Proxy.SampleSelection.Parse(c.SyntheticSelection);
+        if (selection?.Kind == Proxy.SelectionKind.Random)
+        {
+            if (c.SyntheticScores is not null)
+                throw new ArgumentException($"{selection} draws a random subset: it takes no --synthetic-scores");
+            return Proxy.AdaptiveSampling.RandomFraction(
+                count,
+                selection.Value,
+                Seeds.Derive(c.DataSeed, c.Options.Seed, 0x5A)
+            );
+        }
         if (c.SyntheticScores is null)
         {
-            if (c.SyntheticSelection is not null)
+            if (selection is not null)
                 throw new ArgumentException("a sample selection needs --synthetic-scores");
             return null;
         }
         var scores = Npy.ReadFloats(c.SyntheticScores);
-        var selection = c.SyntheticSelection is null
-            ? Proxy.SampleSelection.Proportional
-            : Proxy.SampleSelection.Parse(c.SyntheticSelection);
         try
         {
-            return Proxy.AdaptiveSampling.Weights(scores, selection);
+            return Proxy.AdaptiveSampling.Weights(scores, selection ?? Proxy.SampleSelection.Proportional);
         }
         catch (ArgumentException e)
         {
