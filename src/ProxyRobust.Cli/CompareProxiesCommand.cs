@@ -39,6 +39,17 @@ internal static class CompareProxiesCommand
             Description = "epochs of each ARC discriminator",
             DefaultValueFactory = _ => 5,
         }.Positive();
+        var adaptive = new Option<string?>("--adaptive")
+        {
+            Description =
+                "adaptive sampling: also train PORT with this proxy's images drawn by score (the best "
+                + "--adaptive-fraction by its ARC discriminator) and with as many drawn at random, and compare",
+        };
+        var adaptiveFraction = new Option<double>("--adaptive-fraction")
+        {
+            Description = "fraction of the proxy's images adaptive sampling keeps",
+            DefaultValueFactory = _ => 0.5,
+        }.Between(0, 1, open: true);
         var device = Shared.Device();
         var threads = Shared.Threads();
         var cmd = new Command(
@@ -55,6 +66,8 @@ internal static class CompareProxiesCommand
             seeds,
             epochs,
             arcEpochs,
+            adaptive,
+            adaptiveFraction,
             device,
             threads,
         };
@@ -62,6 +75,10 @@ internal static class CompareProxiesCommand
             ExitCodes.Guard(() =>
             {
                 var proxies = Shared.Proxies(p.GetValue(synthetic)!, p.GetValue(names));
+                if (p.GetValue(adaptive) is { } chosen && proxies.All(x => x.Name != chosen))
+                    throw new UsageException(
+                        $"--adaptive {chosen}: no such proxy (names: {string.Join(", ", proxies.Select(x => x.Name))})"
+                    );
                 var seedList = new List<int>();
                 foreach (var part in p.GetValue(seeds)!.Split(',', StringSplitOptions.TrimEntries))
                     seedList.Add(
@@ -83,6 +100,8 @@ internal static class CompareProxiesCommand
                         Threads = p.GetValue(threads),
                     },
                     ArcEpochs = p.GetValue(arcEpochs),
+                    AdaptiveProxy = p.GetValue(adaptive),
+                    AdaptiveFraction = p.GetValue(adaptiveFraction),
                     Device = p.GetValue(device)!,
                 };
                 Shared.StartTorch(p.GetValue(threads));
@@ -92,6 +111,11 @@ internal static class CompareProxiesCommand
                     report
                         .Proxies.OrderByDescending(x => x.Gain)
                         .Select(x => (x.Name, $"{x.Gain:+0.0;-0.0} (ARC {x.Arc:F3}, FD {x.FrechetDistance:F2})"))
+                        .Concat(
+                            report.Adaptive is { } a
+                                ? [($"{a.Proxy}: top vs random", $"{a.Difference:+0.0;-0.0} points PGD-20")]
+                                : Array.Empty<(string, string)>()
+                        )
                         .Append(("report", report.Markdown))
                 );
                 return ExitCodes.Ok;

@@ -196,6 +196,7 @@ public sealed class CompareProxiesTests
             ArcTrainPerSide = 120,
             ArcTestPerSide = 60,
             ArcEpochs = 2,
+            AdaptiveProxy = "noise",
         };
         var report = CompareProxiesRun.Execute(request);
         var byName = report.Proxies.ToDictionary(p => p.Name);
@@ -208,6 +209,12 @@ public sealed class CompareProxiesTests
         double Pgd(string cell) => exp.Cells.Single(c => c.Name == cell).Evaluation.Pgd20!.Value;
         Assert.Equal(100 * (Pgd("real-s0") - Pgd("baseline-s0")), byName["real"].Gain, 1e-9);
         Assert.Equal(7, report.Correlations.Count);
+        // adaptive sampling: one score per image, and the stated difference is that of the two cells on the same points
+        Assert.Equal(600, Npy.ReadFloats(Path.Combine(dir.File("compare"), "adaptive", "noise.scores.npy")).Length);
+        var adaptive = report.Adaptive ?? throw new Exception("no adaptive comparison");
+        Assert.Equal(100 * (Pgd("noise-top-s0") - Pgd("noise-random-s0")), adaptive.Difference, 1e-9);
+        Assert.Equal(adaptive.Difference, adaptive.PerSeed.Single(), 1e-9);
+        Assert.Contains("## Adaptive against uniform sampling", File.ReadAllText(report.Markdown));
         // the held-out store: 600 real training images, none of them among the cells' real training images
         using var heldOut = DatasetLoader.Load(byName["real"].Store, Split.Train);
         Assert.Equal(600, heldOut.Count);

@@ -33,6 +33,12 @@ public sealed record CompareProxiesRequest
     public int ArcTestPerSide { get; init; } = 500;
     public int ArcEpochs { get; init; } = 5;
     public string Device { get; init; } = "cpu";
+
+    /// <summary>Adaptive sampling (optional): the proxy whose images PORT also draws by score, the best
+    /// <see cref="AdaptiveFraction"/> by its ARC discriminator at the budget nearest <see cref="Epsilon"/>, against the
+    /// same number drawn at random, on every seed.</summary>
+    public string? AdaptiveProxy { get; init; }
+    public double AdaptiveFraction { get; init; } = 0.5;
 }
 
 /// <summary>One proxy's row: PORT's gains over the baseline in percentage points (PGD-20 with its paired 95% interval,
@@ -57,10 +63,24 @@ public sealed record ProxyComparison(
 /// constant column, a missing value, more than 9 proxies for the exact p).</summary>
 public sealed record MetricCorrelation(string Metric, double? Rho, double? PValue, int ExpectedSign);
 
+/// <summary>Adaptive against uniform sampling of one proxy at the same number of images: PGD-20 and clean accuracy of
+/// the top-fraction cells minus the random-fraction cells, in points, paired over every (seed, test point), with the
+/// 95% interval of the robust difference and the difference per seed.</summary>
+public sealed record AdaptiveComparison(
+    string Proxy,
+    double Fraction,
+    double DiscriminatorEpsilon,
+    double Difference,
+    double[] DifferenceInterval95,
+    double CleanDifference,
+    IReadOnlyList<double> PerSeed
+);
+
 public sealed record CompareProxiesReport(
     IReadOnlyList<ProxyComparison> Proxies,
     IReadOnlyList<MetricCorrelation> Correlations,
-    string Markdown
+    string Markdown,
+    AdaptiveComparison? Adaptive = null
 );
 
 public static class CompareProxiesRun
@@ -177,14 +197,22 @@ public static class CompareProxiesRun
             cancel: cancel
         );
 
-        // 4. gains (pooled over seeds: paired on every (seed, test point)) and the table
+        // 4. adaptive sampling (optional): the proxy's images drawn by how real its robust discriminator finds them
+        AdaptiveComparison? adaptive = null;
+        if (r.AdaptiveProxy is { } adaptiveName)
+            adaptive = RunAdaptive(r, adaptiveName, arc, cells, records, Log, observer, cancel);
+
+        // 5. gains (pooled over seeds: paired on every (seed, test point)) and the table
         bool[] Hits(CellRecord c) => Bits.Parse(c.Evaluation.Pgd20Hits ?? "");
         bool[] Clean(CellRecord c) => Bits.Parse(c.Evaluation.CleanHits);
         var baselines = records.Where(c => c.Parameters.Proxy is null).OrderBy(c => c.Parameters.Seed).ToList();
         var comparisons = new List<ProxyComparison>();
         foreach (var p in r.Proxies)
         {
-            var mine = records.Where(c => c.Parameters.Proxy == p.Name).OrderBy(c => c.Parameters.Seed).ToList();
+            var mine = records
+                .Where(c => c.Parameters.Proxy == p.Name && c.Parameters.Selection is null)
+                .OrderBy(c => c.Parameters.Seed)
+                .ToList();
             var (gain, low, high) = Stats.PairedGain(
                 baselines.SelectMany(Hits).ToArray(),
                 mine.SelectMany(Hits).ToArray()
@@ -237,11 +265,94 @@ public static class CompareProxiesRun
             Correlate("W1, pixel space", c => c.PixelWasserstein, -1),
         };
         var markdown = Path.Combine(r.Output, "compare.md");
-        var report = new CompareProxiesReport(comparisons, correlations, markdown);
+        var report = new CompareProxiesReport(comparisons, correlations, markdown, adaptive);
         AtomicFile.WriteAllText(markdown, Render(r, report, records));
         JsonFiles.Write(Path.Combine(r.Output, "compare.json"), report);
         return report;
     }
+
+    /// <summary>
+    /// Scores the proxy's images with its ARC discriminator at the budget nearest the training epsilon (once, to
+    /// OUT/adaptive/NAME.scores.npy), runs a top:F and a random:F cell per seed (the same number of images, chosen by
+    /// score or not at all), and pairs them.
+    /// </summary>
+    private static AdaptiveComparison RunAdaptive(
+        CompareProxiesRequest r,
+        string name,
+        ArcReport arc,
+        List<ExperimentCell> cells,
+        List<CellRecord> records,
+        Action<string> log,
+        IExperimentObserver? observer,
+        CancellationToken cancel
+    )
+    {
+        var proxy =
+            r.Proxies.SingleOrDefault(p => p.Name == name)
+            ?? throw new ArgumentException($"adaptive sampling: no proxy named '{name}'");
+        var point = arc
+            .Proxies.Single(a => a.Name == name)
+            .Points.Where(p => p.Epsilon > 0)
+            .MinBy(p => Math.Abs(p.Epsilon - r.Epsilon))!;
+        var scores = Path.Combine(r.Output, "adaptive", Safe(name) + ".scores.npy");
+        if (!File.Exists(scores))
+        {
+            log($"{name}: scoring its images with the ARC discriminator at eps {point.Epsilon.ToString(Inv)}");
+            ScoreRun.Execute(
+                new ScoreRequest(Path.Combine(point.Folder, "final.json"), proxy.Store, scores, proxy.Labels)
+                {
+                    Device = r.Device,
+                }
+            );
+        }
+        var f = r.AdaptiveFraction.ToString(Inv);
+        int count = cells.First(c => c.ProxyName == name).SyntheticImages;
+        var added = r
+            .Seeds.SelectMany(seed =>
+                new[] { ("top", scores), ("random", (string?)null) }.Select(kind => new ExperimentCell(
+                    $"{Safe(name)}-{kind.Item1}-s{seed}",
+                    r.RealImages,
+                    count,
+                    r.Gamma,
+                    r.Epsilon,
+                    seed,
+                    ProxyName: name,
+                    ProxyStore: proxy.Store,
+                    Selection: $"{kind.Item1}:{f}",
+                    Scores: kind.Item2
+                ))
+            )
+            .ToList();
+        cells.AddRange(added);
+        foreach (var cell in added)
+        {
+            cancel.ThrowIfCancellationRequested();
+            records.Add(
+                observer is null
+                    ? Experiment.RunCell(r.Output, r.Settings, cell, log, cancel: cancel)
+                    : observer.Cell(
+                        cell.Name,
+                        (train, eval) => Experiment.RunCell(r.Output, r.Settings, cell, log, train, cancel, eval)
+                    )
+            );
+            Experiment.Save(r.Output, Demo.Kind, r.Command, r.Settings, cells, records);
+        }
+        ExperimentReport.Write(r.Output);
+        List<CellRecord> Of(string kind) =>
+            records
+                .Where(c => c.Parameters.Proxy == name && c.Parameters.Selection == $"{kind}:{f}")
+                .OrderBy(c => c.Parameters.Seed)
+                .ToList();
+        var (top, random) = (Of("top"), Of("random"));
+        bool[] Robust(CellRecord c) => Bits.Parse(c.Evaluation.Pgd20Hits ?? "");
+        bool[] Clean(CellRecord c) => Bits.Parse(c.Evaluation.CleanHits);
+        var (d, low, high) = Stats.PairedGain(random.SelectMany(Robust).ToArray(), top.SelectMany(Robust).ToArray());
+        var (clean, _, _) = Stats.PairedGain(random.SelectMany(Clean).ToArray(), top.SelectMany(Clean).ToArray());
+        var perSeed = top.Zip(random, (t, u) => Stats.PairedGain(Robust(u), Robust(t)).Gain).ToList();
+        return new AdaptiveComparison(name, r.AdaptiveFraction, point.Epsilon, d, [low, high], clean, perSeed);
+    }
+
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     /// <summary>
     /// A "holdout:COUNT" proxy becomes a store file in OUT/stores/ holding exactly the held-out real images the demo's
@@ -342,6 +453,23 @@ public static class CompareProxiesRun
             sb.AppendLine(
                 $"Ranked by {metric}: {string.Join(" > ", list)}"
                     + (disagree.Count == 0 ? " (the gain's order)." : $" (differs at {string.Join(", ", disagree)}).")
+            );
+        }
+        if (report.Adaptive is { } a)
+        {
+            sb.AppendLine();
+            sb.AppendLine("## Adaptive against uniform sampling");
+            sb.AppendLine();
+            sb.AppendLine(
+                $"PORT with `{a.Proxy}`, drawing only the {F(100 * a.Fraction, "F0")}% of its images that its ARC "
+                    + $"discriminator (PGD-trained at eps {F(a.DiscriminatorEpsilon, "0.###")}) finds most real "
+                    + $"(top:{F(a.Fraction, "0.###")}), against the same number drawn at random (random:"
+                    + $"{F(a.Fraction, "0.###")}, a different subset per seed): PGD-20 "
+                    + $"**{F(a.Difference, "+0.0;-0.0")}** points (paired 95% CI {F(a.DifferenceInterval95[0], "F1")} "
+                    + $"to {F(a.DifferenceInterval95[1], "F1")} over every seed and test point; per seed "
+                    + $"{string.Join(", ", a.PerSeed.Select(x => F(x, "+0.0;-0.0")))}), clean "
+                    + $"{F(a.CleanDifference, "+0.0;-0.0")}. The interval covers the test points only; the spread "
+                    + "over seeds shows the training randomness."
             );
         }
         return sb.ToString();

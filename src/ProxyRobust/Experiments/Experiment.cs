@@ -11,7 +11,9 @@ namespace ProxyRobust.Experiments;
 /// <summary>
 /// One training run of an experiment, with the parameters it varies and how it is evaluated: PGD adversarial training
 /// (evaluated with clean, PGD-20 and optionally AutoAttack accuracy), or Gaussian-noise training with noise
-/// <paramref name="Sigma"/> (evaluated with clean accuracy and randomized-smoothing certificates).
+/// <paramref name="Sigma"/> (evaluated with clean accuracy and randomized-smoothing certificates). The proxy images
+/// are drawn uniformly, or by <paramref name="Selection"/> (train --synthetic-select) from per-image
+/// <paramref name="Scores"/> (adaptive sampling; random:F needs none).
 /// </summary>
 public sealed record ExperimentCell(
     string Name,
@@ -23,7 +25,9 @@ public sealed record ExperimentCell(
     bool Gaussian = false,
     double Sigma = 0.25,
     string? ProxyName = null,
-    string? ProxyStore = null
+    string? ProxyStore = null,
+    string? Selection = null,
+    string? Scores = null
 )
 {
     /// <summary>The proxy source of a training run: the named store, else that many held-out real images, else
@@ -39,7 +43,8 @@ public sealed record ExperimentCell(
             Seed,
             Gaussian ? "gaussian" : "pgd",
             Gaussian ? Sigma : null,
-            ProxyName
+            ProxyName,
+            Selection
         );
 }
 
@@ -132,6 +137,8 @@ public static class Experiment
                     AttackSteps = s.AttackSteps,
                     ValAttack = s.ValAttack,
                     Synthetic = cell.Synthetic,
+                    SyntheticScores = cell.Scores,
+                    SyntheticSelection = cell.Selection,
                     Gamma = cell.Gamma,
                     OutputDir = dir,
                     Resume = true,

@@ -61,7 +61,8 @@ public static class ExperimentReport
     /// <summary>"baseline" for a cell trained on the real images alone; for one trained with proxy images "PORT
     /// (held-out real)" or "PORT (NAME)" for a named proxy store.</summary>
     private static string Model(CellRecord cell) =>
-        cell.Parameters.Proxy is { } name ? $"PORT ({name})"
+        cell.Parameters.Proxy is { } name
+            ? $"PORT ({name}{(cell.Parameters.Selection is { } selection ? $", {selection}" : "")})"
         : cell.Parameters.Synthetic > 0 ? HeldOut
         : "baseline";
 

@@ -87,7 +87,8 @@ public sealed record TrainRunRecord(
         );
 }
 
-/// <summary>What an experiment cell varies. <see cref="Sigma"/> is set for Gaussian-noise cells only.</summary>
+/// <summary>What an experiment cell varies. <see cref="Sigma"/> is set for Gaussian-noise cells only,
+/// <see cref="Selection"/> for cells that draw their proxy images by score or from a random subset.</summary>
 public sealed record CellParameters(
     int Real,
     int Synthetic,
@@ -96,7 +97,8 @@ public sealed record CellParameters(
     int Seed,
     string Method,
     double? Sigma = null,
-    string? Proxy = null
+    string? Proxy = null,
+    string? Selection = null
 );
 
 public sealed record PlannedCell(string Name, CellParameters Parameters);
