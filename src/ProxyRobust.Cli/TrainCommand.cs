@@ -98,8 +98,8 @@ internal static class TrainCommand
         {
             Description =
                 "how --synthetic-scores become sampling weights: proportional (default), top:F (uniform over the best "
-                + "fraction F) or temperature:T (weights exp(score / T)); or random:F, uniform over a random fraction F "
-                + "without scores (the control of top:F)",
+                + "fraction F) or temperature:T (weights exp(score / T)); or random:F, uniform over a random "
+                + "fraction F without scores (the control of top:F)",
         };
         syntheticSelect.Validators.Add(r =>
         {
