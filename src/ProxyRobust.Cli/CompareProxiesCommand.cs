@@ -34,6 +34,11 @@ internal static class CompareProxiesCommand
             Description = "epochs over the real images (as the demo)",
             DefaultValueFactory = _ => 40,
         }.Positive();
+        var warmup = new Option<double>("--warmup-epochs")
+        {
+            Description = "epochs of linear learning-rate warm-up before the cosine decay",
+            DefaultValueFactory = _ => CompareProxiesRun.DefaultSettings.WarmupEpochs,
+        }.NonNegative();
         var arcEpochs = new Option<int>("--arc-epochs")
         {
             Description = "epochs of each ARC discriminator",
@@ -65,6 +70,7 @@ internal static class CompareProxiesCommand
             real,
             seeds,
             epochs,
+            warmup,
             arcEpochs,
             adaptive,
             adaptiveFraction,
@@ -97,6 +103,7 @@ internal static class CompareProxiesCommand
                     Settings = CompareProxiesRun.DefaultSettings with
                     {
                         Epochs = p.GetValue(epochs),
+                        WarmupEpochs = p.GetValue(warmup),
                         Threads = p.GetValue(threads),
                     },
                     ArcEpochs = p.GetValue(arcEpochs),

@@ -57,6 +57,11 @@ public sealed record ExperimentSettings
     public int Epochs { get; init; } = 40;
     public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 0.1;
+
+    /// <summary>Epochs of linear learning-rate warm-up before the cosine decay (0: none). With 500 real images an
+    /// epoch is only a few steps, and a full learning rate from the first step can throw a run into a constant
+    /// predictor it never leaves.</summary>
+    public double WarmupEpochs { get; init; }
     public int AttackSteps { get; init; } = 10;
     public int ValSize { get; init; } = 500;
 
@@ -147,6 +152,7 @@ public static class Experiment
                         Epochs = s.Epochs,
                         BatchSize = s.BatchSize,
                         LearningRate = s.LearningRate,
+                        WarmupEpochs = s.WarmupEpochs,
                         Seed = cell.Seed,
                         CheckpointEverySteps = 50,
                     },

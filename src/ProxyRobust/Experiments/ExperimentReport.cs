@@ -114,7 +114,9 @@ public static class ExperimentReport
         sb.AppendLine();
         sb.AppendLine(
             $"Setting: PGD-{s.AttackSteps} adversarial training of `{s.Arch}` on {s.Data}, "
-                + $"{s.Epochs} epochs over the real images, batch {s.BatchSize}, lr {s.LearningRate} (cosine); "
+                + $"{s.Epochs} epochs over the real images, batch {s.BatchSize}, lr {s.LearningRate} (cosine"
+                + (s.WarmupEpochs > 0 ? $" after {s.WarmupEpochs:0.##} epochs of linear warm-up" : "")
+                + "); "
                 + ProxySentence(exp)
                 + " Test: "
                 + $"clean and PGD-20 on the "
