@@ -2,7 +2,7 @@
 # Runs the whole test suite (sets up first, like ./proxyrobust). Extra arguments go to 'dotnet test', e.g. --filter Data.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/scripts/setup.sh"
-pr_install_debian_packages
+pr_install_debian_packages mpi  # MpiTests run mpiexec.mpich -np 2
 pr_check_dotnet
 cd "$PR_ROOT"
 # Style is checked, not argued (.editorconfig): CSharpier's layout and dotnet format's rules, before any test runs.

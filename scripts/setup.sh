@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Sourced by ./proxyrobust and ./test.sh: installs what is missing, then builds when sources changed.
-# - Debian packages (Fashion-MNIST, the default real data) via apt-get when run as root, else via sudo, else it says what to run.
+# - Debian packages (Fashion-MNIST, the default real data; MPICH on request) via apt-get when run as root, else via sudo, else it says what to run.
 # - NuGet packages via 'dotnet build' (which restores).
 set -euo pipefail
 PR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 PR_CONFIG="${PROXYROBUST_CONFIGURATION:-Release}"
 
+# With the argument 'mpi' it also installs MPICH (mpiexec.mpich and libmpich.so.12), which only MPI runs and the
+# test suite need.
 pr_install_debian_packages() {
   local missing=()
   [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+  if [ "${1:-}" = mpi ] && ! command -v mpiexec.mpich >/dev/null 2>&1; then missing+=(mpich); fi
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   local sudo=""
@@ -42,7 +45,7 @@ pr_build() {
 }
 
 pr_setup() {
-  pr_install_debian_packages
+  pr_install_debian_packages "${1:-}"
   pr_check_dotnet
   pr_build
 }

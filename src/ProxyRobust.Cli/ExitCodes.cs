@@ -52,7 +52,14 @@ public static class ExitCodes
             Console.Error.WriteLine($"error: {e.Message}");
             return Usage;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e)
+            when (e
+                    is IOException
+                        or UnauthorizedAccessException
+                        or InvalidOperationException
+                        or PlatformNotSupportedException
+                        or DllNotFoundException
+            )
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return Failure;

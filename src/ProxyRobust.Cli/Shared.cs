@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Native;
 using Spectre.Console;
@@ -119,10 +120,34 @@ internal static class Shared
                 + "another implementation on exactly them",
         };
 
-    public static void StartTorch(int threads)
+    public static void StartTorch(int threads, RanksScope? ranks = null)
     {
         TorchRuntime.EnsureInitialised();
-        torch.set_num_threads(threads > 0 ? threads : Environment.ProcessorCount);
+        torch.set_num_threads(threads > 0 ? threads : DefaultThreads(ranks?.Ranks));
+    }
+
+    /// <summary>All cores, shared among the ranks of an MPI job on this machine (MPICH's launcher says how many
+    /// there are), so that ranks do not oversubscribe the cores.</summary>
+    private static int DefaultThreads(IRanks? ranks)
+    {
+        int local =
+            ranks is { Size: > 1 }
+            && int.TryParse(Environment.GetEnvironmentVariable("MPI_LOCALNRANKS"), out int n)
+            && n > 0
+                ? n
+                : 1;
+        return Math.Max(1, Environment.ProcessorCount / local);
+    }
+
+    /// <summary>This process's job: one process, or a rank of an MPI job when started by mpiexec.</summary>
+    public static RanksScope StartRanks() => new(Distributed.Mpi.Start());
+
+    /// <summary>The job's ranks, finalising MPI at the end of the verb.</summary>
+    public sealed class RanksScope(IRanks ranks) : IDisposable
+    {
+        public IRanks Ranks => ranks;
+
+        public void Dispose() => (ranks as IDisposable)?.Dispose();
     }
 
     internal static string Percent(double value, double[]? ci) =>

@@ -241,7 +241,8 @@ internal static class TrainCommand
         cmd.SetAction(p =>
             ExitCodes.Guard(() =>
             {
-                Shared.StartTorch(p.GetValue(threads));
+                using var ranks = Shared.StartRanks();
+                Shared.StartTorch(p.GetValue(threads), ranks);
                 var config = new TrainRunConfig
                 {
                     Data = p.GetValue(data)!,
@@ -288,9 +289,14 @@ internal static class TrainCommand
                         Device = p.GetValue(device)!,
                     },
                 };
+                if (!ranks.Ranks.IsRoot) // rank 0 reports for the job
+                {
+                    TrainRun.Execute(config, null, cancel, null, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
                 var result = ProgressView.Cell(
                     "train",
-                    (progress, phases) => TrainRun.Execute(config, progress, cancel, phases)
+                    (progress, phases) => TrainRun.Execute(config, progress, cancel, phases, ranks.Ranks)
                 );
                 Report(result);
                 return ExitCodes.Ok;

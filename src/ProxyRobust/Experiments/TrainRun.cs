@@ -222,9 +222,11 @@ public static class TrainRun
         TrainRunConfig config,
         IProgress<TrainProgress>? progress = null,
         CancellationToken cancel = default,
-        IProgress<(string Phase, int Done, int Total)>? phases = null
+        IProgress<(string Phase, int Done, int Total)>? phases = null,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
         using var fullTrain = DatasetLoader.Load(config.Data, Split.Train, config.Labels, config.Classes);
         using var evalData =
             config.EvalData is not null ? DatasetLoader.Load(config.EvalData, Split.Test, classes: fullTrain.NumClasses)
@@ -315,8 +317,11 @@ public static class TrainRun
             cancel,
             JsonFiles.ToNode(description)!.AsObject(),
             validate,
-            mix
+            mix,
+            job
         );
+        if (!job.IsRoot) // rank 0 tests and writes result.json
+            return new TrainRunResult(config.OutputDir, spec, train.Count, synthetic?.Count ?? 0, result, null, null);
 
         TestMetrics? Test(string name, int? epoch)
         {

@@ -77,6 +77,9 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
 {
     public TrainOptions Options => options;
 
+    /// <summary>Statistics summed with the gradients: loss, correct, seen, stop requested.</summary>
+    private const int Statistics = 4;
+
     /// <summary>
     /// Trains <paramref name="model"/>. When <paramref name="cancel"/> fires, the run saves OUT/last.* at the step it
     /// reached and throws <see cref="OperationCanceledException"/>; resuming from there ends as an uninterrupted run
@@ -91,9 +94,14 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
         CancellationToken cancel = default,
         JsonObject? description = null,
         Func<Classifier, Validation>? validate = null,
-        SyntheticMix? synthetic = null
+        SyntheticMix? synthetic = null,
+        IRanks? ranks = null
     )
     {
+        // Data parallelism (ranks.Size > 1): every rank draws the same global batch, takes every Size-th row of it,
+        // and the summed gradients give every rank the step one process would take on the whole batch. Only rank 0
+        // validates and writes files.
+        var job = ranks ?? SingleProcess.Instance;
         var device = torch.device(options.Device);
         model.to(device);
         using var emaModel = options.EmaDecay is null ? null : AverageOf(model, device);
@@ -122,12 +130,18 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
             resume && File.Exists(Checkpoint.JsonPath(last))
                 ? TrainingState.Restore(last, model, emaModel, sgd, options)
                 : new TrainingState();
-        Directory.CreateDirectory(outputDir);
+        using var sync = job.Size > 1 ? new GradientSync(model, job, Statistics) : null;
+        sync?.BroadcastFromRoot(model); // the same start on every rank, whatever each one initialised or restored
+        if (job.IsRoot)
+            Directory.CreateDirectory(outputDir);
         var clock = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
         var rateClock = Stopwatch.StartNew();
         long rateImages = 0;
-        void SaveLast() =>
+        void SaveLast()
+        {
+            if (!job.IsRoot)
+                return;
             Checkpoint.Save(
                 last,
                 model,
@@ -135,7 +149,9 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                 sgd,
                 state.ToRecord(objective.Name, options, state.SecondsBefore + clock.Elapsed.TotalSeconds, description)
             );
+        }
         model.train();
+        var stats = new float[Statistics];
 
         while (state.Step < totalSteps)
         {
@@ -143,7 +159,7 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
             int batchInEpoch = (int)(state.Step % stepsPerEpoch);
             foreach (var batch in sampler.Epoch(epoch, batchInEpoch))
             {
-                if (cancel.IsCancellationRequested)
+                if (sync is null && cancel.IsCancellationRequested)
                 {
                     SaveLast(); // the step reached: --resume continues exactly here
                     cancel.ThrowIfCancellationRequested();
@@ -152,7 +168,11 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                 double lr = schedule.At(step);
                 using (var scope = NewDisposeScope())
                 {
-                    torch.manual_seed(Seeds.Derive(options.Seed, step, 0x57E9));
+                    torch.manual_seed(
+                        job.Rank == 0
+                            ? Seeds.Derive(options.Seed, step, 0x57E9)
+                            : Seeds.Derive(options.Seed, step, 0x57E9, job.Rank)
+                    );
                     var (xr, yr) = batch.ToTensors(device);
                     Tensor? xs = null,
                         ys = null;
@@ -162,18 +182,44 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                         (xs, ys) = synthBatch!.ToTensors(device);
                     }
                     var (x, y, w) = PortMixing.Mix(xr, yr, xs, ys, synthetic?.Gamma ?? 0);
-                    var (loss, logits) = objective.Loss(model, x, y, w);
+                    if (sync is not null)
+                    {
+                        var rows = tensor(Shards.Strided(x.shape[0], job.Rank, job.Size), device: device);
+                        (x, y, w) = (x.index_select(0, rows), y.index_select(0, rows), w.index_select(0, rows));
+                    }
                     model.zero_grad();
-                    loss.backward();
-                    sgd.Step(lr);
-                    ema?.Update();
-                    float lossValue = loss.item<float>();
+                    float lossValue = 0;
+                    long correct = 0;
+                    if (y.shape[0] > 0) // a rank can get no row of a short last batch
+                    {
+                        var (loss, logits) = objective.Loss(model, x, y, w);
+                        loss.backward();
+                        lossValue = loss.item<float>();
+                        correct = logits.argmax(1).eq(y).sum().item<long>();
+                    }
+                    long seen = y.shape[0];
+                    if (sync is not null)
+                    {
+                        // one collective per step carries the gradients, the statistics and whether any rank was
+                        // asked to stop, so that all stop at the same step
+                        (stats[0], stats[1], stats[2]) = (lossValue, correct, seen);
+                        stats[3] = cancel.IsCancellationRequested ? 1 : 0;
+                        sync.Reduce(stats);
+                        (lossValue, correct, seen) = (stats[0], (long)stats[1], (long)stats[2]);
+                        if (stats[3] > 0)
+                        {
+                            SaveLast(); // before this step: --resume continues exactly here
+                            throw new OperationCanceledException(cancel);
+                        }
+                    }
                     if (!float.IsFinite(lossValue))
                         throw new InvalidOperationException(
                             $"training diverged at step {step} (loss {lossValue}); lower the learning rate"
                         );
-                    state.AddBatch(lossValue, logits.argmax(1).eq(y).sum().item<long>(), y.shape[0]);
-                    rateImages += y.shape[0];
+                    sgd.Step(lr);
+                    ema?.Update();
+                    state.AddBatch(lossValue, correct, seen);
+                    rateImages += seen;
                 }
                 state.Step++;
                 progress?.Report(
@@ -191,9 +237,9 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                 bool epochEnd = state.Step % stepsPerEpoch == 0;
                 if (epochEnd)
                 {
-                    var val = validate?.Invoke(emaModel ?? model);
+                    var val = job.IsRoot ? validate?.Invoke(emaModel ?? model) : null;
                     state.EndEpoch(epoch + 1, val, epochClock.Elapsed.TotalSeconds);
-                    if (state.IsNewBest(val, epoch + 1))
+                    if (job.IsRoot && state.IsNewBest(val, epoch + 1))
                     {
                         var best = state.ToRecord(objective.Name, options, secondsSoFar: 0, description);
                         best["epoch"] = epoch + 1;
@@ -207,15 +253,37 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
             }
         }
 
+        if (sync is not null)
+            CheckRanksAgree(model, job);
         double seconds = state.SecondsBefore + clock.Elapsed.TotalSeconds;
-        Checkpoint.Save(
-            Path.Combine(outputDir, "final"),
-            model,
-            emaModel,
-            null,
-            state.ToRecord(objective.Name, options, seconds, description)
-        );
+        if (job.IsRoot)
+            Checkpoint.Save(
+                Path.Combine(outputDir, "final"),
+                model,
+                emaModel,
+                null,
+                state.ToRecord(objective.Name, options, seconds, description)
+            );
         return new TrainResult(outputDir, state.History, state.BestEpoch, seconds);
+    }
+
+    /// <summary>Every rank must end with rank 0's weights (they took the same steps from the same start); a
+    /// difference means a rank computed something else, and the saved result would not be the job's.</summary>
+    private static void CheckRanksAgree(Classifier model, IRanks job)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(
+            System.Security.Cryptography.HashAlgorithmName.SHA256
+        );
+        foreach (var (_, p) in model.named_parameters())
+            hash.AppendData(p.detach().cpu().contiguous().bytes);
+        var all = job.GatherToRoot(hash.GetHashAndReset());
+        if (all is null)
+            return;
+        var differing = Enumerable.Range(1, all.Length - 1).Where(r => !all[r].AsSpan().SequenceEqual(all[0])).ToList();
+        if (differing.Count > 0)
+            throw new InvalidOperationException(
+                $"rank(s) {string.Join(", ", differing)} ended with other weights than rank 0: the ranks diverged"
+            );
     }
 
     /// <summary>A second copy of the model that will hold the EMA of its weights (evaluated, never trained).</summary>
