@@ -126,17 +126,23 @@ internal static class CertifyCommand
                     SavePoints = p.GetValue(savePoints),
                     Resume = p.GetValue(resume),
                 };
-                Shared.StartTorch(p.GetValue(threads));
+                using var ranks = Shared.StartRanks();
+                Shared.StartTorch(p.GetValue(threads), ranks);
+                if (!ranks.Ranks.IsRoot) // rank 0 reports for the job
+                {
+                    CertifyRun.Execute(request, null, cancel, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
                 var outcome = ProgressView.Stages(
                     "certify",
-                    progress => CertifyRun.Execute(request, progress.Phase("points"), cancel)
+                    progress => CertifyRun.Execute(request, progress.Phase("points"), cancel, ranks.Ranks)
                 );
+                var (s, summary) = (request.Settings, outcome.Summary!);
                 if (outcome.Resumed > 0)
                     Console.WriteLine(
-                        $"resumed: {outcome.Resumed} of {outcome.Summary.Points} points already certified before "
+                        $"resumed: {outcome.Resumed} of {summary.Points} points already certified before "
                             + $"the interruption"
                     );
-                var (s, summary) = (request.Settings, outcome.Summary);
                 var rows = new List<(string, string)>
                 {
                     ("model", outcome.Model),

@@ -198,10 +198,16 @@ internal static class EvalCommand
                     throw new UsageException("--resume is for --attack autoattack");
                 if (request.Resume && request.StatePath is null)
                     throw new UsageException("--resume needs --report or --json (the state is kept beside it)");
-                Shared.StartTorch(p.GetValue(threads));
+                using var ranks = Shared.StartRanks();
+                Shared.StartTorch(p.GetValue(threads), ranks);
+                if (!ranks.Ranks.IsRoot) // rank 0 reports for the job
+                {
+                    EvaluateRun.Execute(request, null, cancel, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
                 var outcome = ProgressView.Stages(
                     request.Attack == EvalAttack.AutoAttack ? "AutoAttack" : "eval",
-                    progress => EvaluateRun.Execute(request, progress, cancel)
+                    progress => EvaluateRun.Execute(request, progress, cancel, ranks.Ranks)
                 );
                 if (outcome.Card is { } card)
                     Show(card, outcome);

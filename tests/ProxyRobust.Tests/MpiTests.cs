@@ -175,6 +175,78 @@ public sealed class MpiTests
     }
 
     [Fact]
+    public void Sharded_certification_and_autoattack_equal_one_process()
+    {
+        using var tmp = new TempDir();
+        var gaussian = tmp.File("gaussian");
+        var trained = Run(Single([.. Train(gaussian, "gaussian", 500, 1), "--sigma", "0.25"]));
+        Assert.True(trained.Code == 0, trained.Output);
+        string[] Certify(string tsv) =>
+            [
+                "certify",
+                "--checkpoint",
+                gaussian,
+                "--sigma",
+                "0.25",
+                "--n0",
+                "50",
+                "--n",
+                "300",
+                "--n-examples",
+                "11",
+                "--threads",
+                "1",
+                "--out",
+                tsv,
+            ];
+        var one = Run(Single(Certify(tmp.File("one.tsv"))));
+        Assert.True(one.Code == 0, one.Output);
+        var two = Run(Ranks(2, Certify(tmp.File("two.tsv"))));
+        Assert.True(two.Code == 0, two.Output);
+        // idx, label, prediction, radius, correct: all but the time column
+        string[] Certificates(string f) =>
+            [.. File.ReadAllLines(f).Select(l => string.Join('\t', l.Split('\t').Take(5)))];
+        Assert.Equal(12, Certificates(tmp.File("one.tsv")).Length);
+        Assert.Equal(Certificates(tmp.File("one.tsv")), Certificates(tmp.File("two.tsv")));
+        Assert.Empty(Directory.GetFiles(tmp.Path, "*.partial*"));
+
+        // AutoAttack standard on 30 points in batches of 8: four batches per component, two per rank
+        var (model, _) = TestSupport.PgdTrainedFashionMnist();
+        string[] Attack(string json) =>
+            [
+                "eval",
+                "--checkpoint",
+                model,
+                "--attack",
+                "autoattack",
+                "--eps",
+                "0.1",
+                "--n-examples",
+                "30",
+                "--batch-size",
+                "8",
+                "--threads",
+                "1",
+                "--json",
+                json,
+            ];
+        var single = Run(Single(Attack(tmp.File("one.json"))));
+        Assert.True(single.Code == 0, single.Output);
+        var sharded = Run(Ranks(2, Attack(tmp.File("two.json"))));
+        Assert.True(sharded.Code == 0, sharded.Output);
+        System.Text.Json.Nodes.JsonNode Card(string f) =>
+            System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(f))!["autoattack"]!;
+        var (a, b) = (Card(tmp.File("one.json")), Card(tmp.File("two.json")));
+        Assert.Equal((string)a["robustPoints"]!, (string)b["robustPoints"]!);
+        Assert.Equal(
+            a["stages"]!.AsArray().Select(st => st!["broken"]!.ToJsonString()),
+            b["stages"]!.AsArray().Select(st => st!["broken"]!.ToJsonString())
+        );
+        var stages = a["stages"]!.AsArray();
+        Assert.True((int)stages[0]!["attacked"]! > (int)stages[^1]!["robustAfter"]!, "AutoAttack broke no point");
+    }
+
+    [Fact]
     public void Open_mpi_is_refused_in_one_line()
     {
         using var tmp = new TempDir();

@@ -143,9 +143,15 @@ public sealed class AutoAttack(
         IReadOnlyCollection<string>? only = null,
         IProgress<(string Attack, int Done, int Total)>? progress = null,
         CancellationToken cancel = default,
-        string? statePath = null
+        string? statePath = null,
+        IRanks? ranks = null
     )
     {
+        // In a job of several ranks, each rank attacks every Size-th batch of a component (with the batch's own seed,
+        // as one process would), and the ranks merge what they broke before the next component: the result equals a
+        // single process's. The state is then kept at component ends only, by rank 0.
+        var job = ranks ?? SingleProcess.Instance;
+        bool sharded = job.Size > 1;
         using var scope = NewDisposeScope();
         bool wasTraining = model.training;
         model.eval();
@@ -225,6 +231,7 @@ public sealed class AutoAttack(
                 var todo = robustAtStart.nonzero().view(-1);
                 int toAttack = (int)todo.shape[0];
                 int startBatch = resumed ? firstBatch : 0;
+                var robustBeforeMine = sharded ? robust.clone() : null;
                 if (startBatch > 0)
                     progress?.Report((key, Math.Min(startBatch * batchSize, toAttack), toAttack));
                 for (
@@ -234,6 +241,8 @@ public sealed class AutoAttack(
                 )
                 {
                     cancel.ThrowIfCancellationRequested();
+                    if (sharded && batchIndex % job.Size != job.Rank)
+                        continue; // another rank's batch
                     using (var batchScope = NewDisposeScope())
                     {
                         var idx = todo.narrow(0, start, Math.Min(batchSize, toAttack - start));
@@ -257,7 +266,7 @@ public sealed class AutoAttack(
                         predictions.index_copy_(0, hit, predB.index_select(0, broken.nonzero().view(-1)));
                     }
                     progress?.Report((key, Math.Min(start + batchSize, toAttack), toAttack));
-                    if (statePath is not null)
+                    if (statePath is not null && !sharded)
                         SaveState(
                             statePath,
                             fingerprint!,
@@ -273,6 +282,8 @@ public sealed class AutoAttack(
                             warnings
                         );
                 }
+                if (sharded)
+                    MergeRanks(job, robustBeforeMine!, robust, predictions, adv);
                 stages.Add(
                     new AutoAttackStage(
                         key,
@@ -291,7 +302,7 @@ public sealed class AutoAttack(
                 );
                 if (toAttack == 0)
                     progress?.Report((key, 0, 0));
-                if (statePath is not null)
+                if (statePath is not null && job.IsRoot)
                     SaveState(
                         statePath,
                         fingerprint!,
@@ -334,7 +345,7 @@ public sealed class AutoAttack(
                 advHost,
                 warnings
             );
-            if (statePath is not null)
+            if (statePath is not null && job.IsRoot)
                 AutoAttackState.Delete(statePath);
             return result;
         }
@@ -342,6 +353,39 @@ public sealed class AutoAttack(
         {
             model.train(wasTraining);
         }
+    }
+
+    /// <summary>
+    /// After a component of a sharded run: every rank gets the points any rank broke, with that rank's adversarial
+    /// example and prediction. Each point was attacked by exactly one rank, so summing each rank's values masked to
+    /// the points it broke (zeros elsewhere) reproduces them exactly.
+    /// </summary>
+    private static void MergeRanks(IRanks job, Tensor robustBefore, Tensor robust, Tensor predictions, Tensor adv)
+    {
+        using var scope = NewDisposeScope();
+        var mine = robustBefore.logical_and(robust.logical_not());
+        long n = robust.shape[0];
+        var perPoint = mine.view(-1, 1).to(ScalarType.Float32);
+        var buffer = cat([
+                perPoint.view(-1),
+                predictions.to(ScalarType.Float32) * perPoint.view(-1),
+                (adv.reshape(n, -1).to(ScalarType.Float32) * perPoint).view(-1),
+            ])
+            .cpu()
+            .contiguous();
+        if (buffer.numel() > int.MaxValue)
+            throw new NotSupportedException($"{n} points are too many for one merge");
+        unsafe
+        {
+            fixed (byte* p = buffer.bytes)
+                job.SumInPlace((IntPtr)p, (int)buffer.numel());
+        }
+        buffer = buffer.to(robust.device);
+        var any = buffer.narrow(0, 0, n).gt(0);
+        robust.logical_and_(any.logical_not());
+        predictions.copy_(where(any, buffer.narrow(0, n, n).round().to(predictions.dtype), predictions));
+        var merged = buffer.narrow(0, 2 * n, adv.numel()).view(adv.shape).to(adv.dtype);
+        adv.copy_(where(any.view(-1, 1, 1, 1), merged, adv));
     }
 
     private static string BitsOf(Tensor mask) => Bits.Of(mask.cpu().data<bool>().ToArray());

@@ -81,9 +81,13 @@ public static class CertificationRun
     /// Reads the per-example lines of a (possibly interrupted) certification TSV. A last line without its
     /// newline was cut by the interruption and is dropped; any other malformed line is an error naming the file.
     /// </summary>
-    public static List<CertifiedExample> ReadTsv(string path, int points)
+    public static List<CertifiedExample> ReadTsv(string path, int points) =>
+        ParseTsv(File.ReadAllText(path), path, points);
+
+    /// <summary>As <see cref="ReadTsv"/>, from text (<paramref name="source"/> names it in errors).</summary>
+    public static List<CertifiedExample> ParseTsv(string text, string source, int points)
     {
-        var text = File.ReadAllText(path);
+        string path = source;
         var lines = text.Split('\n').ToList();
         if (lines.Count > 0 && !text.EndsWith('\n'))
             lines.RemoveAt(lines.Count - 1); // cut mid-line

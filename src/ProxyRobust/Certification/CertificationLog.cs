@@ -19,7 +19,17 @@ public static class CertificationLog
 {
     public static string PartialPath(string tsvPath) => tsvPath + ".partial";
 
-    /// <returns>every point's certificate in index order, and how many of them came from an earlier run</returns>
+    /// <summary>The partial file of one rank of a job (rank 0's is the single-process one).</summary>
+    private static string PartialPath(string tsvPath, int rank) =>
+        rank == 0 ? PartialPath(tsvPath) : $"{PartialPath(tsvPath)}.{rank}";
+
+    /// <summary>
+    /// Certifies the points (resuming from the partial files when asked) and writes the TSV. In a job of several
+    /// ranks each rank certifies every Size-th point not certified yet, appending to its own partial file, and rank 0
+    /// gathers them: since every point has its own seed, the certificates equal a single process's.
+    /// </summary>
+    /// <returns>every point's certificate in index order (on rank 0; the other ranks get their own), and how many of
+    /// them came from an earlier run</returns>
     public static (IReadOnlyList<CertifiedExample> Examples, int Resumed) Run(
         Classifier model,
         ImageDataset points,
@@ -28,18 +38,49 @@ public static class CertificationLog
         string tsvPath,
         bool resume,
         IProgress<(int Done, int Total)>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
-        var partial = PartialPath(tsvPath);
-        var earlier = resume && File.Exists(partial) ? CertificationRun.ReadTsv(partial, points.Count) : [];
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(partial))!);
+        var job = ranks ?? SingleProcess.Instance;
+        var partial = PartialPath(tsvPath, job.Rank);
+        var folder = Path.GetDirectoryName(Path.GetFullPath(tsvPath))!;
+        // every partial file of an earlier run, whatever its number of ranks
+        var partials = Directory.Exists(folder)
+            ? Directory
+                .GetFiles(folder, Path.GetFileName(PartialPath(tsvPath)) + "*")
+                .Where(f => f == Path.GetFullPath(PartialPath(tsvPath)) || IsRankPartial(f, tsvPath))
+                .Order(StringComparer.Ordinal)
+                .ToList()
+            : [];
+        var earlier = resume
+            ? partials
+                .SelectMany(f => CertificationRun.ReadTsv(f, points.Count))
+                .DistinctBy(e => e.Index)
+                .OrderBy(e => e.Index)
+                .ToList()
+            : [];
+        job.Barrier(); // all ranks have read the partial files before any rewrites its own
+        Directory.CreateDirectory(folder);
+        // rank 0 keeps what was done before; the others start empty
         File.WriteAllText(
             partial,
-            CertificationRun.TsvHeader + "\n" + string.Concat(earlier.Select(e => CertificationRun.TsvLine(e) + "\n"))
+            CertificationRun.TsvHeader
+                + "\n"
+                + (job.IsRoot ? string.Concat(earlier.Select(e => CertificationRun.TsvLine(e) + "\n")) : "")
         );
-        var examples = new List<CertifiedExample>(earlier);
-        progress?.Report((examples.Count, points.Count));
+        if (job.IsRoot)
+            foreach (var stale in partials.Where(f => IsRankPartial(f, tsvPath) && RankOf(f) >= job.Size))
+                File.Delete(stale);
+        var done = earlier.Select(x => x.Index).ToHashSet();
+        var mine = Enumerable
+            .Range(0, points.Count)
+            .Where(i => !done.Contains(i))
+            .Where((_, k) => k % job.Size == job.Rank)
+            .ToHashSet();
+        var examples = new List<CertifiedExample>(job.IsRoot ? earlier : []);
+        progress?.Report((earlier.Count, points.Count));
+        int certified = 0;
         foreach (
             var e in CertificationRun.Certify(
                 model,
@@ -52,20 +93,49 @@ public static class CertificationLog
                 device,
                 settings.Seed,
                 cancel,
-                skip: earlier.Select(x => x.Index).ToHashSet()
+                skip: Enumerable.Range(0, points.Count).Where(i => !mine.Contains(i)).ToHashSet()
             )
         )
         {
             examples.Add(e);
             File.AppendAllText(partial, CertificationRun.TsvLine(e) + "\n");
-            progress?.Report((examples.Count, points.Count));
+            certified++;
+            // rank 0 sees its own share; the others advance at the same pace
+            progress?.Report((Math.Min(points.Count, earlier.Count + certified * job.Size), points.Count));
+        }
+        if (job.Size > 1)
+        {
+            var mineText = string.Concat(
+                examples.Skip(job.IsRoot ? earlier.Count : 0).Select(CertificationRun.TsvLine).Select(l => l + "\n")
+            );
+            var all = job.GatherToRoot(Encoding.UTF8.GetBytes(mineText));
+            if (all is null)
+                return (examples, 0);
+            examples.AddRange(
+                all.Skip(1)
+                    .SelectMany(
+                        (bytes, r) =>
+                            CertificationRun.ParseTsv(Encoding.UTF8.GetString(bytes), $"rank {r + 1}", points.Count)
+                    )
+            );
         }
         var ordered = examples.OrderBy(e => e.Index).ToList();
+        if (ordered.Count != points.Count || ordered.Select(e => e.Index).Distinct().Count() != points.Count)
+            throw new InvalidOperationException(
+                $"{ordered.Count} certificates for {points.Count} points: the ranks' shares did not add up"
+            );
         var text = new StringBuilder(CertificationRun.TsvHeader + "\n");
         foreach (var e in ordered)
             text.Append(CertificationRun.TsvLine(e)).Append('\n');
         AtomicFile.WriteAllText(tsvPath, text.ToString());
-        File.Delete(partial);
+        for (int r = 0; r < job.Size; r++)
+            File.Delete(PartialPath(tsvPath, r));
         return (ordered, earlier.Count);
     }
+
+    private static bool IsRankPartial(string file, string tsvPath) =>
+        Path.GetFileName(file).StartsWith(Path.GetFileName(PartialPath(tsvPath)) + ".", StringComparison.Ordinal)
+        && RankOf(file) > 0;
+
+    private static int RankOf(string file) => int.TryParse(Path.GetExtension(file).TrimStart('.'), out int r) ? r : -1;
 }

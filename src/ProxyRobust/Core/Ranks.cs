@@ -19,6 +19,9 @@ public interface IRanks
     /// <summary>Replaces the values by their sum over all ranks.</summary>
     void SumInPlace(double[] values);
 
+    /// <summary>Returns when every rank has called it.</summary>
+    void Barrier() => SumInPlace(new double[1]);
+
     /// <summary>Rank 0 receives every rank's bytes in rank order (its own first); the others receive null.</summary>
     byte[][]? GatherToRoot(byte[] local);
 }

@@ -54,7 +54,8 @@ public sealed record CertificationRecord(
     double Seconds
 );
 
-public sealed record CertifyOutcome(string Model, CertificationSummary Summary, int Resumed, CertifyRequest Request);
+/// <summary>What a certification produced; <see cref="Summary"/> is null on the ranks other than 0 of a job.</summary>
+public sealed record CertifyOutcome(string Model, CertificationSummary? Summary, int Resumed, CertifyRequest Request);
 
 /// <summary>The certify verb as one library call: resumable CERTIFY over the points, TSV + summary JSON +
 /// plot.</summary>
@@ -63,9 +64,11 @@ public static class CertifyRun
     public static CertifyOutcome Execute(
         CertifyRequest r,
         IProgress<(int Done, int Total)>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
         var s = r.Settings;
         if (!(s.Sigma > 0))
             throw new ArgumentException($"sigma must be positive, got {s.Sigma}");
@@ -93,7 +96,7 @@ public static class CertifyRun
             torch.device(r.Device)
         );
         var (model, points) = (opened.Model, opened.Points);
-        if (r.SavePoints is { } pointsPath)
+        if (r.SavePoints is { } pointsPath && job.IsRoot)
             opened.SavePoints(pointsPath);
         var (examples, resumed) = CertificationLog.Run(
             model,
@@ -103,8 +106,11 @@ public static class CertifyRun
             r.Output,
             r.Resume,
             progress,
-            cancel
+            cancel,
+            job
         );
+        if (!job.IsRoot) // rank 0 writes the job's summary and plot
+            return new CertifyOutcome(model.Spec.ToString(), null, 0, r);
         var summary = CertificationRun.Summarise(examples, s.Sigma, s.N0, s.N, s.Alpha);
         JsonFiles.Write(
             r.JsonPath,

@@ -144,9 +144,11 @@ public static class EvaluateRun
     public static EvaluateOutcome Execute(
         EvaluateRequest r,
         IProgress<(string Phase, int Done, int Total)>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
         if (r.Resume && r.StatePath is null)
             throw new ArgumentException(
                 "resuming AutoAttack needs a report or JSON output: its state is kept beside it"
@@ -164,7 +166,7 @@ public static class EvaluateRun
             device
         );
         var (model, points) = (opened.Model, opened.Points);
-        if (r.SavePoints is { } pointsPath)
+        if (r.SavePoints is { } pointsPath && job.IsRoot)
             opened.SavePoints(pointsPath);
         if (r.Attack == EvalAttack.AutoAttack)
             return new EvaluateOutcome(
@@ -173,8 +175,10 @@ public static class EvaluateRun
                 points.Count,
                 points.ClassNames,
                 null,
-                RunAutoAttack(r, opened, device, progress, cancel)
+                RunAutoAttack(r, opened, device, progress, cancel, job)
             );
+        if (!job.IsRoot) // PGD and clean evaluation are not sharded: rank 0 does them alone
+            return new EvaluateOutcome(model.Spec.ToString(), points.Source, points.Count, points.ClassNames, null, null);
 
         var result = RobustEvaluation.Evaluate(
             model,
@@ -206,12 +210,13 @@ public static class EvaluateRun
         return new EvaluateOutcome(model.Spec.ToString(), points.Source, points.Count, points.ClassNames, result, null);
     }
 
-    private static RobustnessCard RunAutoAttack(
+    private static RobustnessCard? RunAutoAttack(
         EvaluateRequest r,
         ModelAndData opened,
         Device device,
         IProgress<(string Phase, int Done, int Total)>? progress,
-        CancellationToken cancel
+        CancellationToken cancel,
+        IRanks job
     )
     {
         var (model, points) = (opened.Model, opened.Points);
@@ -223,11 +228,12 @@ public static class EvaluateRun
                 $"'{unknown}' is not part of AutoAttack {Name(r.Version)} ({string.Join(", ", known)})"
                     + (unknown is "apgd-malt" or "apgd-pm" ? $"; --version strong has {unknown}" : "")
             );
-        if (!r.Resume && r.StatePath is { } stale)
+        if (!r.Resume && r.StatePath is { } stale && job.IsRoot)
             AutoAttackState.Delete(stale); // a new run, not a continuation
+        job.Barrier(); // no rank reads a state rank 0 is about to delete
 
         RobustResult? pgd = null;
-        if (r.Report is not null)
+        if (r.Report is not null && job.IsRoot)
             pgd = RobustEvaluation.Evaluate(
                 model,
                 points,
@@ -238,7 +244,9 @@ public static class EvaluateRun
                 progress: progress.Phase("PGD-20"),
                 cancel: cancel
             );
-        var result = runner.Run(model, points, device, r.Components, progress, cancel, r.StatePath);
+        var result = runner.Run(model, points, device, r.Components, progress, cancel, r.StatePath, job);
+        if (!job.IsRoot)
+            return null;
 
         if (r.SaveAdversarial is { } advPath)
             opened.WriteImages(advPath, result.Adversarial);
