@@ -31,6 +31,35 @@ if (args.Contains("--probe"))
             Probe.Run("small-cnn", b, 1, 28, reps);
     return 0;
 }
+if (args.Contains("--allreduce"))
+{
+    // Under mpiexec: seconds per in-place float32 all-reduce by message size (the gradient path of data-parallel
+    // training), from which bench/mpi-scaling.sh fits latency and bandwidth.
+    using var job = ProxyRobust.Distributed.Mpi.Start() as IDisposable;
+    var ranks = (IRanks?)job ?? SingleProcess.Instance;
+    var sizes = new JsonArray();
+    foreach (int floats in new[] { 1, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22 })
+    {
+        using var buffer = torch.ones(floats);
+        IntPtr address;
+        unsafe
+        {
+            fixed (byte* p = buffer.bytes)
+                address = (IntPtr)p;
+        }
+        int reps = floats >= 1 << 20 ? 20 : 200;
+        ranks.SumInPlace(address, floats); // warm-up
+        ranks.Barrier();
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < reps; i++)
+            ranks.SumInPlace(address, floats);
+        double seconds = clock.Elapsed.TotalSeconds / reps;
+        sizes.Add(new JsonObject { ["bytes"] = floats * 4L, ["seconds"] = seconds });
+    }
+    if (ranks.IsRoot)
+        Console.WriteLine(new JsonObject { ["ranks"] = ranks.Size, ["allreduce"] = sizes }.ToJsonString());
+    return 0;
+}
 if (args.Contains("--store"))
 {
     // Page cache per random draw from a memory-mapped store, before and after the random-access advice.

@@ -316,6 +316,14 @@ internal static class TrainCommand
             rows.Add(("synthetic images", result.SyntheticImages.ToString()));
         rows.Add(("epochs", result.Training.History.Count.ToString()));
         rows.Add(("time", TimeSpan.FromSeconds(result.Training.Seconds).ToString(@"hh\:mm\:ss")));
+        if (result.Training.Parallel is { } par)
+            rows.Add(
+                (
+                    $"{par.Ranks} ranks: all-reduce",
+                    $"{par.CommunicationSeconds:F1} s of {par.Seconds:F1} s ({par.CommunicationShare:P1}), "
+                        + $"{par.Steps / Math.Max(1e-9, par.Seconds):F2} steps/s, {par.BytesPerStep / 1e6:F2} MB per step"
+                )
+            );
         if (result.Training.History.Count > 0)
             rows.Add(("final train accuracy", $"{result.Training.History[^1].TrainAccuracy:P2}"));
         foreach (var t in new[] { result.Last, result.Best })

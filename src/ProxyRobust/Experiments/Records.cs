@@ -56,7 +56,8 @@ public sealed record TrainRunRecord(
     TrainOptions Options,
     IReadOnlyList<EpochMetrics> History,
     double Seconds,
-    TestResults Test
+    TestResults Test,
+    ParallelTraining? Parallel = null
 )
 {
     public const string FileName = "result.json";
@@ -67,7 +68,8 @@ public sealed record TrainRunRecord(
         TrainOptions options,
         IReadOnlyList<EpochMetrics> history,
         double seconds,
-        TestResults test
+        TestResults test,
+        ParallelTraining? parallel = null
     ) =>
         new(
             d.Config,
@@ -83,7 +85,8 @@ public sealed record TrainRunRecord(
             options,
             history,
             seconds,
-            test
+            test,
+            parallel
         );
 }
 

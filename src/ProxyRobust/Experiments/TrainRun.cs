@@ -366,7 +366,8 @@ public static class TrainRun
                 config.Options,
                 result.History,
                 result.Seconds,
-                new TestResults(last, best)
+                new TestResults(last, best),
+                result.Parallel
             )
         );
         return new TrainRunResult(config.OutputDir, spec, train.Count, synthetic?.Count ?? 0, result, last, best);

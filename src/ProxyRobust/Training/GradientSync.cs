@@ -25,6 +25,13 @@ internal sealed class GradientSync : IDisposable
     private readonly Tensor buffer;
     private readonly int extras;
     private readonly List<(int Start, int Count)> buckets = [];
+    private readonly System.Diagnostics.Stopwatch communication = new();
+
+    /// <summary>Seconds spent in the all-reduce calls (waiting for the slowest rank included).</summary>
+    public double Seconds => communication.Elapsed.TotalSeconds;
+
+    public long Reductions { get; private set; }
+    public long BytesPerReduction => buffer.numel() * sizeof(float);
 
     public GradientSync(Module model, IRanks ranks, int extras)
     {
@@ -59,8 +66,11 @@ internal sealed class GradientSync : IDisposable
         }
         var tail = buffer.narrow(0, offset, extras);
         tail.copy_(tensor(stats));
+        communication.Start();
         foreach (var (start, count) in buckets)
             ranks.SumInPlace(Address(buffer) + start * sizeof(float), count);
+        communication.Stop();
+        Reductions++;
         offset = 0;
         foreach (var p in parameters)
         {

@@ -63,7 +63,27 @@ public sealed record EpochMetrics(
 /// loss.</summary>
 public sealed record SyntheticMix(SyntheticStream Stream, double Gamma);
 
-public sealed record TrainResult(string OutputDir, IReadOnlyList<EpochMetrics> History, int? BestEpoch, double Seconds);
+/// <summary>How a data-parallel run (of this session, since the last resume) spent its time: the seconds its rank 0
+/// spent in the gradient all-reduce (including waiting for slower ranks) over how many steps, and the bytes each
+/// step sends per rank.</summary>
+public sealed record ParallelTraining(
+    int Ranks,
+    long Steps,
+    double Seconds,
+    double CommunicationSeconds,
+    long BytesPerStep
+)
+{
+    public double CommunicationShare => Seconds > 0 ? CommunicationSeconds / Seconds : 0;
+}
+
+public sealed record TrainResult(
+    string OutputDir,
+    IReadOnlyList<EpochMetrics> History,
+    int? BestEpoch,
+    double Seconds,
+    ParallelTraining? Parallel = null
+);
 
 /// <summary>
 /// Runs a training loop with any <see cref="ITrainingObjective"/>: seeded batches (real, plus synthetic ones when
@@ -264,7 +284,16 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                 null,
                 state.ToRecord(objective.Name, options, seconds, description)
             );
-        return new TrainResult(outputDir, state.History, state.BestEpoch, seconds);
+        var parallel = sync is null
+            ? null
+            : new ParallelTraining(
+                job.Size,
+                sync.Reductions,
+                clock.Elapsed.TotalSeconds,
+                sync.Seconds,
+                sync.BytesPerReduction
+            );
+        return new TrainResult(outputDir, state.History, state.BestEpoch, seconds, parallel);
     }
 
     /// <summary>Every rank must end with rank 0's weights (they took the same steps from the same start); a
