@@ -321,7 +321,8 @@ internal static class TrainCommand
                 (
                     $"{par.Ranks} ranks: all-reduce",
                     $"{par.CommunicationSeconds:F1} s of {par.Seconds:F1} s ({par.CommunicationShare:P1}), "
-                        + $"{par.Steps / Math.Max(1e-9, par.Seconds):F2} steps/s, {par.BytesPerStep / 1e6:F2} MB per step"
+                        + $"{par.Steps / Math.Max(1e-9, par.Seconds):F2} steps/s, "
+                        + $"{par.BytesPerStep / 1e6:F2} MB per step"
                 )
             );
         if (result.Training.History.Count > 0)

@@ -177,8 +177,16 @@ public static class EvaluateRun
                 null,
                 RunAutoAttack(r, opened, device, progress, cancel, job)
             );
-        if (!job.IsRoot) // PGD and clean evaluation are not sharded: rank 0 does them alone
-            return new EvaluateOutcome(model.Spec.ToString(), points.Source, points.Count, points.ClassNames, null, null);
+        // PGD and clean evaluation are not sharded: rank 0 does them alone
+        if (!job.IsRoot)
+            return new EvaluateOutcome(
+                model.Spec.ToString(),
+                points.Source,
+                points.Count,
+                points.ClassNames,
+                null,
+                null
+            );
 
         var result = RobustEvaluation.Evaluate(
             model,
