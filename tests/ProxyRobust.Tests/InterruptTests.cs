@@ -18,45 +18,22 @@ public sealed class InterruptTests
     /// </summary>
     private static (int Code, string Out, string Err) Interrupt(Func<string, bool> ready, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+        var psi = new ProcessStartInfo("dotnet");
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"));
         foreach (var a in args)
             psi.ArgumentList.Add(a);
-        var output = new System.Text.StringBuilder();
-        var errors = new System.Text.StringBuilder();
-        using var child = new Process { StartInfo = psi };
-        child.OutputDataReceived += (_, e) =>
-        {
-            lock (output)
-                output.AppendLine(e.Data);
-        };
-        child.ErrorDataReceived += (_, e) =>
-        {
-            lock (errors)
-                errors.AppendLine(e.Data);
-        };
-        child.Start();
-        child.BeginOutputReadLine();
-        child.BeginErrorReadLine();
-        string Out()
-        {
-            lock (output)
-                return output.ToString();
-        }
+        using var running = TestSupport.StartCollecting(psi);
+        var child = running.Process;
+        string Out() => running.Output();
         var clock = Stopwatch.StartNew();
         while (!ready(Out()) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4))
             Thread.Sleep(20);
-        Assert.False(child.HasExited, $"the run ended before it could be interrupted: {errors}");
+        Assert.False(child.HasExited, $"the run ended before it could be interrupted: {running.Errors()}");
         using (var kill = Process.Start("kill", ["-INT", child.Id.ToString()]))
             kill.WaitForExit();
         Assert.True(child.WaitForExit(TimeSpan.FromMinutes(2)), "the interrupted run did not stop");
         child.WaitForExit(); // flush the asynchronous readers
-        return (child.ExitCode, Out(), errors.ToString());
+        return (child.ExitCode, Out(), running.Errors());
     }
 
     private static string[] TrainArgs(string dir) =>

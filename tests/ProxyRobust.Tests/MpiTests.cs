@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 using ProxyRobust.Core;
 using TorchSharp.PyBridge;
 
@@ -126,25 +125,12 @@ public sealed class MpiTests
         Assert.True(straight.Code == 0, straight.Output);
 
         var cut = tmp.File("cut");
-        var psi = Start(Ranks(2, Args(cut)));
-        using var job = Process.Start(psi)!;
-        var output = new StringBuilder();
-        job.OutputDataReceived += (_, e) =>
-        {
-            lock (output)
-                output.AppendLine(e.Data);
-        };
-        job.ErrorDataReceived += (_, e) =>
-        {
-            lock (output)
-                output.AppendLine(e.Data);
-        };
-        job.BeginOutputReadLine();
-        job.BeginErrorReadLine();
+        using var running = TestSupport.StartCollecting(Start(Ranks(2, Args(cut))));
+        var job = running.Process;
         var clock = Stopwatch.StartNew();
         while (!File.Exists(Path.Combine(cut, "last.json")) && !job.HasExited && clock.Elapsed.TotalMinutes < 3)
             Thread.Sleep(20);
-        Assert.False(job.HasExited, $"the job ended before a rank could be killed: {output}");
+        Assert.False(job.HasExited, $"the job ended before a rank could be killed: {running.Errors()}");
         // the ranks are the dotnet processes whose arguments name this run's folder (mpiexec's own name it too)
         var ranks = Process
             .GetProcessesByName("dotnet")

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Reflection;
+using System.Text;
 using ProxyRobust.Data;
 using ProxyRobust.Models;
 using ProxyRobust.Native;
@@ -142,6 +143,54 @@ public static class TestSupport
         var images = new byte[n * h * w * c];
         rng.NextBytes(images);
         return (images, Enumerable.Range(0, n).Select(i => i % classes).ToArray());
+    }
+
+    /// <summary>Starts a child process whose stdout and stderr are collected as they come (for tests that act on a
+    /// running process); <see cref="BackgroundProcess.Output"/> and <see cref="BackgroundProcess.Errors"/> read them so
+    /// far.</summary>
+    public static BackgroundProcess StartCollecting(ProcessStartInfo psi) => new(psi);
+
+    public sealed class BackgroundProcess : IDisposable
+    {
+        private readonly StringBuilder output = new(),
+            errors = new();
+
+        public Process Process { get; }
+
+        internal BackgroundProcess(ProcessStartInfo psi)
+        {
+            psi.RedirectStandardOutput = true;
+            psi.RedirectStandardError = true;
+            psi.UseShellExecute = false;
+            Process = new Process { StartInfo = psi };
+            Process.OutputDataReceived += (_, e) =>
+            {
+                lock (output)
+                    output.AppendLine(e.Data);
+            };
+            Process.ErrorDataReceived += (_, e) =>
+            {
+                lock (errors)
+                    errors.AppendLine(e.Data);
+            };
+            Process.Start();
+            Process.BeginOutputReadLine();
+            Process.BeginErrorReadLine();
+        }
+
+        public string Output()
+        {
+            lock (output)
+                return output.ToString();
+        }
+
+        public string Errors()
+        {
+            lock (errors)
+                return errors.ToString();
+        }
+
+        public void Dispose() => Process.Dispose();
     }
 
     /// <summary>Runs the CLI in a child process: (exit code, stdout, stderr).</summary>
