@@ -34,6 +34,11 @@ internal static class CompareProxiesCommand
             Description = "epochs over the real images (as the demo)",
             DefaultValueFactory = _ => 40,
         }.Positive();
+        var lr = new Option<double>("--lr")
+        {
+            Description = "peak learning rate of every PORT run (cosine schedule)",
+            DefaultValueFactory = _ => CompareProxiesRun.DefaultSettings.LearningRate,
+        }.Positive();
         var warmup = new Option<double>("--warmup-epochs")
         {
             Description = "epochs of linear learning-rate warm-up before the cosine decay",
@@ -70,6 +75,7 @@ internal static class CompareProxiesCommand
             real,
             seeds,
             epochs,
+            lr,
             warmup,
             arcEpochs,
             adaptive,
@@ -103,6 +109,7 @@ internal static class CompareProxiesCommand
                     Settings = CompareProxiesRun.DefaultSettings with
                     {
                         Epochs = p.GetValue(epochs),
+                        LearningRate = p.GetValue(lr),
                         WarmupEpochs = p.GetValue(warmup),
                         Threads = p.GetValue(threads),
                     },
