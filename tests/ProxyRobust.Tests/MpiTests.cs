@@ -161,7 +161,7 @@ public sealed class MpiTests
     }
 
     [Fact]
-    public void Sharded_certification_and_autoattack_equal_one_process()
+    public void Sharded_certification_autoattack_and_pgd_equal_one_process()
     {
         using var tmp = new TempDir();
         var gaussian = tmp.File("gaussian");
@@ -230,6 +230,36 @@ public sealed class MpiTests
         );
         var stages = a["stages"]!.AsArray();
         Assert.True((int)stages[0]!["attacked"]! > (int)stages[^1]!["robustAfter"]!, "AutoAttack broke no point");
+
+        // PGD on 100 points in batches of 16: seven batches, each with its own seed, split 4 + 3
+        string[] Pgd(string name) =>
+            [
+                "eval",
+                "--checkpoint",
+                model,
+                "--attack",
+                "pgd",
+                "--eps",
+                "0.1",
+                "--n-examples",
+                "100",
+                "--batch-size",
+                "16",
+                "--threads",
+                "1",
+                "--json",
+                tmp.File(name + ".json"),
+                "--save-adv",
+                tmp.File(name + ".npy"),
+            ];
+        var pgdOne = Run(Single(Pgd("pgd-one")));
+        Assert.True(pgdOne.Code == 0, pgdOne.Output);
+        var pgdTwo = Run(Ranks(2, Pgd("pgd-two")));
+        Assert.True(pgdTwo.Code == 0, pgdTwo.Output);
+        System.Text.Json.Nodes.JsonNode Robust(string f) =>
+            System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tmp.File(f)))!["robust"]!;
+        Assert.Equal(Robust("pgd-one.json").ToJsonString(), Robust("pgd-two.json").ToJsonString());
+        Assert.Equal(File.ReadAllBytes(tmp.File("pgd-one.npy")), File.ReadAllBytes(tmp.File("pgd-two.npy")));
     }
 
     [Fact]

@@ -44,7 +44,9 @@ public static class RobustEvaluation
     /// accuracy
     /// (a point counts as robust when the model classifies its adversarial example correctly; attacks start from the
     /// clean point, so a misclassified clean point is never robust). Every adversarial example is checked to lie in the
-    /// threat model's ball and in [0,1]; a violation is a bug and throws.
+    /// threat model's ball and in [0,1]; a violation is a bug and throws. In a job of several ranks each rank takes
+    /// every Size-th batch (with the batch's own seed) and all ranks end with the whole result, equal to one
+    /// process's.
     /// </summary>
     public static RobustResult Evaluate(
         Classifier model,
@@ -55,15 +57,19 @@ public static class RobustEvaluation
         long seed = 0,
         bool keepAdversarial = false,
         IProgress<(int Done, int Total)>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         bool wasTraining = model.training;
         model.eval();
         var sampler = new BatchSampler(data, batchSize, shuffle: false, AugmentOptions.None, seed: 0);
-        var clean = new Counter(data.NumClasses);
-        var robust = attack is null ? null : new Counter(data.NumClasses);
+        // per point, in data order: 1 when classified correctly (clean / under attack), filled by the rank that
+        // evaluated the point and summed over the ranks
+        var cleanHits = new double[data.Count];
+        var robustHits = attack is null ? null : new double[data.Count];
         float[]? adversarial =
             keepAdversarial && attack is not null ? new float[(long)data.Count * data.ImageBytes] : null;
         int done = 0,
@@ -73,16 +79,22 @@ public static class RobustEvaluation
             foreach (var batch in sampler.Epoch(0))
             {
                 cancel.ThrowIfCancellationRequested();
+                if (batchIndex % job.Size != job.Rank)
+                {
+                    done += batch.Count;
+                    batchIndex++;
+                    continue; // another rank's batch
+                }
                 using var scope = NewDisposeScope();
                 var (x, y) = batch.ToTensors(device);
                 using (no_grad())
-                    clean.Add(model.call(x).argmax(1).eq(y), batch.Labels, batch.Count);
+                    Fill(cleanHits, done, model.call(x).argmax(1).eq(y), batch.Count);
                 if (attack is not null)
                 {
                     var adv = attack.WithSeed(Seeds.Derive(seed, batchIndex)).Perturb(model, x, y);
                     Checks.InsideThreatModel(attack.Threat, adv, x);
                     using (no_grad())
-                        robust!.Add(model.call(adv).argmax(1).eq(y), batch.Labels, batch.Count);
+                        Fill(robustHits!, done, model.call(adv).argmax(1).eq(y), batch.Count);
                     if (adversarial is not null)
                         adv.permute(0, 2, 3, 1)
                             .contiguous()
@@ -99,33 +111,55 @@ public static class RobustEvaluation
         {
             model.train(wasTraining);
         }
-        return new RobustResult(clean.Result(), robust?.Result(), attack?.Name, clock.Elapsed.TotalSeconds)
+        if (job.Size > 1)
+        {
+            job.SumInPlace(cleanHits);
+            if (robustHits is not null)
+                job.SumInPlace(robustHits);
+            if (adversarial is not null)
+                SumInPlace(job, adversarial); // each point's values come from one rank, zeros from the others
+        }
+        var cleanBits = cleanHits.Select(h => h > 0.5).ToArray();
+        var robustBits = robustHits?.Select(h => h > 0.5).ToArray();
+        return new RobustResult(
+            Count(cleanBits, data),
+            robustBits is null ? null : Count(robustBits, data),
+            attack?.Name,
+            clock.Elapsed.TotalSeconds
+        )
         {
             Adversarial = adversarial,
-            CleanHits = clean.Hits.ToArray(),
-            RobustHits = robust?.Hits.ToArray(),
+            CleanHits = cleanBits,
+            RobustHits = robustBits,
         };
     }
 
-    private sealed class Counter(int classes)
+    private static void Fill(double[] hits, int offset, Tensor correct, int count)
     {
-        private readonly int[] _correctPer = new int[classes],
-            _totalPer = new int[classes];
-        public List<bool> Hits { get; } = [];
+        var h = correct.cpu().data<bool>().ToArray();
+        for (int i = 0; i < count; i++)
+            hits[offset + i] = h[i] ? 1 : 0;
+    }
 
-        public void Add(Tensor hits, long[] labels, int count)
+    private static AccuracyResult Count(bool[] hits, ImageDataset data)
+    {
+        var correctPer = new int[data.NumClasses];
+        var totalPer = new int[data.NumClasses];
+        for (int i = 0; i < hits.Length; i++)
         {
-            var h = hits.cpu().data<bool>().ToArray();
-            for (int i = 0; i < count; i++)
-            {
-                int l = (int)labels[i];
-                _totalPer[l]++;
-                if (h[i])
-                    _correctPer[l]++;
-                Hits.Add(h[i]);
-            }
+            totalPer[data.Labels[i]]++;
+            if (hits[i])
+                correctPer[data.Labels[i]]++;
         }
+        return new AccuracyResult(correctPer.Sum(), hits.Length, correctPer, totalPer);
+    }
 
-        public AccuracyResult Result() => new(_correctPer.Sum(), Hits.Count, _correctPer, _totalPer);
+    private static unsafe void SumInPlace(IRanks job, float[] values)
+    {
+        // in chunks: an MPI count is an int
+        const int chunk = 1 << 28;
+        fixed (float* p = values)
+            for (long start = 0; start < values.LongLength; start += chunk)
+                job.SumInPlace((IntPtr)(p + start), (int)Math.Min(chunk, values.LongLength - start));
     }
 }

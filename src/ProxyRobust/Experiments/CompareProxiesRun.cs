@@ -88,9 +88,9 @@ public static class CompareProxiesRun
     /// <summary>The demo's setting (500 real images, 40 epochs, validation on 250 points, PGD-20 on 1,000 test points)
     /// with PGD-10 training, without certification or AutoAttack (the gain compared is PGD-20's), and a peak learning
     /// rate of 0.05 after two epochs of warm-up. At the demo's 0.1 one of ten cells (held-out real, seed 1) fell to a
-    /// constant predictor at epoch 3 and never recovered; with two epochs of warm-up two of fifteen did (the baseline of
-    /// seed 1, held-out real of seed 2) when the rate reached its peak. A fallen cell counts as a loss or a gain of its
-    /// proxy that has nothing to do with the proxy. Both fallen cells trained through at 0.05.</summary>
+    /// constant predictor at epoch 3 and never recovered; with two epochs of warm-up two of fifteen did (the baseline
+    /// of seed 1, held-out real of seed 2) when the rate reached its peak. A fallen cell counts as a loss or a gain of
+    /// its proxy that has nothing to do with the proxy. Both fallen cells trained through at 0.05.</summary>
     public static ExperimentSettings DefaultSettings =>
         new()
         {

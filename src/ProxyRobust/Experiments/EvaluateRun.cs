@@ -177,16 +177,6 @@ public static class EvaluateRun
                 null,
                 RunAutoAttack(r, opened, device, progress, cancel, job)
             );
-        // PGD and clean evaluation are not sharded: rank 0 does them alone
-        if (!job.IsRoot)
-            return new EvaluateOutcome(
-                model.Spec.ToString(),
-                points.Source,
-                points.Count,
-                points.ClassNames,
-                null,
-                null
-            );
 
         var result = RobustEvaluation.Evaluate(
             model,
@@ -197,8 +187,19 @@ public static class EvaluateRun
             r.Seed,
             keepAdversarial: r.SaveAdversarial is not null,
             progress.Phase(attack is null ? "clean" : attack.Name.Split(' ')[0]),
-            cancel
+            cancel,
+            job
         );
+        var outcome = new EvaluateOutcome(
+            model.Spec.ToString(),
+            points.Source,
+            points.Count,
+            points.ClassNames,
+            result,
+            null
+        );
+        if (!job.IsRoot) // rank 0 writes the job's result
+            return outcome;
         if (r.SaveAdversarial is { } advPath && result.Adversarial is { } adv)
             opened.WriteImages(advPath, adv);
         if (r.Json is { } path)
@@ -215,7 +216,7 @@ public static class EvaluateRun
                     result.Seconds
                 )
             );
-        return new EvaluateOutcome(model.Spec.ToString(), points.Source, points.Count, points.ClassNames, result, null);
+        return outcome;
     }
 
     private static RobustnessCard? RunAutoAttack(
@@ -241,7 +242,7 @@ public static class EvaluateRun
         job.Barrier(); // no rank reads a state rank 0 is about to delete
 
         RobustResult? pgd = null;
-        if (r.Report is not null && job.IsRoot)
+        if (r.Report is not null)
             pgd = RobustEvaluation.Evaluate(
                 model,
                 points,
@@ -250,7 +251,8 @@ public static class EvaluateRun
                 device,
                 r.Seed,
                 progress: progress.Phase("PGD-20"),
-                cancel: cancel
+                cancel: cancel,
+                ranks: job
             );
         var result = runner.Run(model, points, device, r.Components, progress, cancel, r.StatePath, job);
         if (!job.IsRoot)
