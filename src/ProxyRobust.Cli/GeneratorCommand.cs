@@ -469,7 +469,13 @@ internal static class GeneratorCommand
                     LatentInput = p.GetValue(latentInput),
                     LabelInput = p.GetValue(labelInput),
                 };
-                Shared.StartTorch(p.GetValue(threads));
+                using var ranks = Shared.StartRanks();
+                Shared.StartTorch(p.GetValue(threads), ranks);
+                if (!ranks.Ranks.IsRoot) // rank 0 reports for the job
+                {
+                    GeneratorSampleRun.Execute(request, null, cancel, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
                 var o = ProgressView.Stages(
                     "sample",
                     progress =>
@@ -478,7 +484,8 @@ internal static class GeneratorCommand
                             new Core.Reporter<(long Done, long Total)>(d =>
                                 progress.Report(("images", (int)d.Done, (int)d.Total))
                             ),
-                            cancel
+                            cancel,
+                            ranks.Ranks
                         )
                 );
                 Shared.Table(

@@ -47,4 +47,6 @@ if (parse.Errors.Count > 0)
     Console.Error.WriteLine("Run 'proxyrobust --help' (or 'proxyrobust VERB --help') for usage.");
     return ExitCodes.Usage;
 }
-return parse.Invoke();
+
+// In an MPI job a failed rank aborts the whole job instead of leaving the others waiting for it.
+return ProxyRobust.Distributed.Mpi.End(parse.Invoke());

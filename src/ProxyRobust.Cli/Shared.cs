@@ -142,12 +142,13 @@ internal static class Shared
     /// <summary>This process's job: one process, or a rank of an MPI job when started by mpiexec.</summary>
     public static RanksScope StartRanks() => new(Distributed.Mpi.Start());
 
-    /// <summary>The job's ranks, finalising MPI at the end of the verb.</summary>
+    /// <summary>The job's ranks for one verb. MPI itself ends with the process (Program.cs: Mpi.End), finalised
+    /// when the verb succeeded and aborted for every rank when it failed.</summary>
     public sealed class RanksScope(IRanks ranks) : IDisposable
     {
         public IRanks Ranks => ranks;
 
-        public void Dispose() => (ranks as IDisposable)?.Dispose();
+        public void Dispose() { }
     }
 
     internal static string Percent(double value, double[]? ci) =>

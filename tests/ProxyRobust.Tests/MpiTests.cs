@@ -161,7 +161,7 @@ public sealed class MpiTests
     }
 
     [Fact]
-    public void Sharded_certification_autoattack_and_pgd_equal_one_process()
+    public void Sharded_certification_evaluation_and_sampling_equal_one_process()
     {
         using var tmp = new TempDir();
         var gaussian = tmp.File("gaussian");
@@ -260,6 +260,32 @@ public sealed class MpiTests
             System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tmp.File(f)))!["robust"]!;
         Assert.Equal(Robust("pgd-one.json").ToJsonString(), Robust("pgd-two.json").ToJsonString());
         Assert.Equal(File.ReadAllBytes(tmp.File("pgd-one.npy")), File.ReadAllBytes(tmp.File("pgd-two.npy")));
+
+        // generator sample: two ranks as two shards of eight chunks, merged by rank 0, byte for byte the store of one
+        string[] Sample(string store) =>
+            [
+                "generator",
+                "sample",
+                "--checkpoint",
+                Path.Combine(TestSupport.RepositoryRoot(), "models", "fmnist-gan.json"),
+                "--n",
+                "400",
+                "--chunk-size",
+                "50",
+                "--threads",
+                "1",
+                "--out",
+                tmp.File(store),
+            ];
+        var sampledOne = Run(Single(Sample("gan-one.npy")));
+        Assert.True(sampledOne.Code == 0, sampledOne.Output);
+        var sampledTwo = Run(Ranks(2, Sample("gan-two.npy")));
+        Assert.True(sampledTwo.Code == 0, sampledTwo.Output);
+        Assert.Equal(File.ReadAllBytes(tmp.File("gan-one.npy")), File.ReadAllBytes(tmp.File("gan-two.npy")));
+        Assert.Equal(
+            File.ReadAllBytes(tmp.File("gan-one.labels.npy")),
+            File.ReadAllBytes(tmp.File("gan-two.labels.npy"))
+        );
     }
 
     [Fact]

@@ -33,7 +33,29 @@ public static class Mpi
                 "started by Open MPI's mpirun, whose ABI MPI.NET cannot call: use an MPICH-ABI MPI (Debian: apt-get "
                     + "install mpich, then mpiexec.mpich -np N proxyrobust ...)"
             );
-        return Launched ? MpiRanks.Create() : SingleProcess.Instance;
+        if (!Launched)
+            return SingleProcess.Instance;
+        return World ??= MpiRanks.Create();
+    }
+
+    /// <summary>This process's MPI world once <see cref="Start"/> created it.</summary>
+    public static MpiRanks? World { get; private set; }
+
+    /// <summary>
+    /// Ends the process's part in the job with <paramref name="exitCode"/>: MPI_Finalize when it succeeded or every
+    /// rank stopped together (130, interrupted), else MPI_Abort, which ends every rank at once: a rank that failed
+    /// alone would otherwise leave the others waiting for it in a collective forever.
+    /// </summary>
+    public static int End(int exitCode)
+    {
+        if (World is not { } world)
+            return exitCode;
+        World = null;
+        if (exitCode is 0 or 130)
+            world.Dispose();
+        else
+            world.Abort(exitCode);
+        return exitCode;
     }
 
     internal static void UseMpich()

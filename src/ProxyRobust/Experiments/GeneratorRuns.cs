@@ -219,15 +219,21 @@ public sealed record GeneratorSampleOutcome(
 
 public static class GeneratorSampleRun
 {
+    /// <param name="ranks">a job of several ranks fills the store as that many shards (rank i of n writes the
+    /// chunks c with c mod n = i) and rank 0 merges them</param>
     public static GeneratorSampleOutcome Execute(
         GeneratorSampleRequest r,
         IProgress<(long Done, long Total)>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
+        if (job.Size > 1 && r.ShardCount != 1)
+            throw new ArgumentException("--shard and mpiexec both split the work: use one of them");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         if (r.Checkpoint.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
-            return FromOnnx(r, clock, progress, cancel);
+            return FromOnnx(r, clock, progress, cancel, job);
         var stem = GeneratorCheckpoint.Resolve(r.Checkpoint);
         // the record only: loading the generator below reads and checks its tensors
         var run = GeneratorCheckpoint.ReadRun(stem);
@@ -260,7 +266,7 @@ public static class GeneratorSampleRun
         StoreWriter.Source source = isGan
             ? (labels, g) => gan!.Sample(labels.to(device), g)
             : (labels, g) => ddpm!.Sample(labels.to(device), plan.SamplerOrDefault, r.Guidance, g, cancel: cancel);
-        return Fill(r, plan, description, source, clock, progress, cancel);
+        return Fill(r, plan, description, source, clock, progress, cancel, job);
     }
 
     private static GeneratorSampleOutcome Fill(
@@ -270,10 +276,22 @@ public static class GeneratorSampleRun
         StoreWriter.Source source,
         System.Diagnostics.Stopwatch clock,
         IProgress<(long Done, long Total)>? progress,
-        CancellationToken cancel
+        CancellationToken cancel,
+        IRanks job
     )
     {
-        var (written, complete) = StoreWriter.Fill(r.Output, plan, description, source, r.BatchSize, progress, cancel);
+        if (job.Size > 1)
+            plan = plan with { ShardIndex = job.Rank, ShardCount = job.Size };
+        var (written, complete) = StoreWriter.Fill(
+            r.Output,
+            plan,
+            description,
+            source,
+            r.BatchSize,
+            progress,
+            cancel,
+            job
+        );
         return new GeneratorSampleOutcome(
             r.Output,
             StoreWriter.LabelsPath(r.Output),
@@ -288,7 +306,8 @@ public static class GeneratorSampleRun
         GeneratorSampleRequest r,
         System.Diagnostics.Stopwatch clock,
         IProgress<(long Done, long Total)>? progress,
-        CancellationToken cancel
+        CancellationToken cancel,
+        IRanks job
     )
     {
         int classes =
@@ -314,6 +333,6 @@ public static class GeneratorSampleRun
             ["modelSha256"] = onnx.Sha256,
             ["range"] = r.OnnxRange.ToString(),
         };
-        return Fill(r, plan, description, onnx.Sample, clock, progress, cancel);
+        return Fill(r, plan, description, onnx.Sample, clock, progress, cancel, job);
     }
 }

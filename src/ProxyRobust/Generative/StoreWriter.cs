@@ -69,18 +69,25 @@ public static class StoreWriter
         Source source,
         int batchSize,
         IProgress<(long Done, long Total)>? progress = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        // A job of several ranks: each is one shard; rank 0 writes the plan before the others check it, and merges
+        // once every rank has written its chunks.
+        var job = ranks ?? SingleProcess.Instance;
         plan.Validate();
         var parts = PartsDir(store);
-        Directory.CreateDirectory(parts);
+        if (job.IsRoot)
+            Directory.CreateDirectory(parts);
         var planPath = Path.Combine(parts, "plan.json");
         var planRecord = new JsonObject
         {
             ["plan"] = JsonFiles.ToNode(plan with { ShardIndex = 0, ShardCount = 1 }),
             ["generator"] = generatorDescription.DeepClone(),
         };
+        if (!job.IsRoot)
+            job.Barrier();
         if (File.Exists(planPath))
         {
             var saved = JsonFiles.ReadObject(planPath);
@@ -94,6 +101,8 @@ public static class StoreWriter
         }
         else
             JsonFiles.WriteObject(planPath, planRecord);
+        if (job.IsRoot && job.Size > 1)
+            job.Barrier(); // the plan is there: the other ranks may check it
 
         var mine = Enumerable.Range(0, (int)plan.Chunks).Where(c => c % plan.ShardCount == plan.ShardIndex).ToList();
         long total = mine.Sum(c => ChunkLength(plan, c));
@@ -110,9 +119,11 @@ public static class StoreWriter
             done += ChunkLength(plan, c);
             progress?.Report((done, total));
         }
+        job.Barrier(); // every rank's chunks are written
         bool complete = Enumerable.Range(0, (int)plan.Chunks).All(c => File.Exists(ChunkPath(store, c)));
-        if (complete)
+        if (complete && job.IsRoot)
             Merge(store, plan);
+        job.Barrier(); // the store is merged before any rank reports it
         return (written, complete);
     }
 
