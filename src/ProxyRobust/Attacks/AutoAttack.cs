@@ -373,13 +373,7 @@ public sealed class AutoAttack(
             ])
             .cpu()
             .contiguous();
-        if (buffer.numel() > int.MaxValue)
-            throw new NotSupportedException($"{n} points are too many for one merge");
-        unsafe
-        {
-            fixed (byte* p = buffer.bytes)
-                job.SumInPlace((IntPtr)p, (int)buffer.numel());
-        }
+        job.SumInPlace(buffer);
         buffer = buffer.to(robust.device);
         var any = buffer.narrow(0, 0, n).gt(0);
         robust.logical_and_(any.logical_not());

@@ -1,4 +1,5 @@
 using ProxyRobust.Core;
+using ProxyRobust.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 using Module = TorchSharp.torch.nn.Module;
@@ -68,7 +69,7 @@ internal sealed class GradientSync : IDisposable
         tail.copy_(tensor(stats));
         communication.Start();
         foreach (var (start, count) in buckets)
-            ranks.SumInPlace(Address(buffer) + start * sizeof(float), count);
+            ranks.SumInPlace(buffer, start, count);
         communication.Stop();
         Reductions++;
         offset = 0;
@@ -98,23 +99,10 @@ internal sealed class GradientSync : IDisposable
             var host = t.device.type == DeviceType.CPU && t.is_contiguous() ? t : t.cpu().contiguous();
             if (!ranks.IsRoot)
                 host.zero_();
-            if (host.numel() > int.MaxValue)
-                throw new NotSupportedException($"a tensor of {host.numel()} values");
-            ranks.SumInPlace(Address(host), (int)host.numel());
+            ranks.SumInPlace(host);
             if (!ReferenceEquals(host, t))
                 t.copy_(host);
         }
-    }
-
-    /// <summary>The address of a contiguous CPU tensor's first value. Its storage is native memory, which the
-    /// garbage collector never moves, so the address stays valid after the fixed block for as long as the tensor
-    /// lives.</summary>
-    private static unsafe IntPtr Address(Tensor t)
-    {
-        if (t.device.type != DeviceType.CPU || !t.is_contiguous())
-            throw new ArgumentException("expected a contiguous CPU tensor");
-        fixed (byte* p = t.bytes)
-            return (IntPtr)p;
     }
 
     public void Dispose() => buffer.Dispose();
