@@ -118,8 +118,20 @@ internal static class CompareProxiesCommand
                     AdaptiveFraction = p.GetValue(adaptiveFraction),
                     Device = p.GetValue(device)!,
                 };
-                Shared.StartTorch(p.GetValue(threads));
-                var report = CompareProxiesRun.Execute(request, new ProgressView.ExperimentView(), cancel);
+                // under mpiexec the ranks split the PORT cells; rank 0 does the rest and reports
+                using var ranks = Shared.StartRanks();
+                Shared.StartTorch(p.GetValue(threads), ranks);
+                if (!ranks.Ranks.IsRoot)
+                {
+                    CompareProxiesRun.Execute(request, SilentObserver.Instance, cancel, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
+                var report = CompareProxiesRun.Execute(
+                    request,
+                    new ProgressView.ExperimentView(),
+                    cancel,
+                    ranks.Ranks
+                )!;
                 Shared.Table(
                     "PORT gain (PGD-20, points) and ARC per proxy",
                     report

@@ -73,11 +73,20 @@ internal static class DemoCommand
                     val
                 );
                 var modelsDir = Demo.FindModels(p.GetValue(models));
-                Shared.StartTorch(p.GetValue(threads));
-                var view = new ProgressView.ExperimentView();
+                // under mpiexec the ranks split the cells (each cell runs in one rank); rank 0 prepares and reports
+                using var ranks = Shared.StartRanks();
+                Shared.StartTorch(p.GetValue(threads), ranks);
                 Experiment.CheckSameSettings(plan.Root, plan.Settings);
+                if (!ranks.Ranks.IsRoot)
+                {
+                    ranks.Ranks.Barrier(); // rank 0 has written the proxy stores
+                    ExperimentRunner.Run(plan, plan.Cells, SilentObserver.Instance, cancel, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
+                var view = new ProgressView.ExperimentView();
                 Demo.PrepareProxies(plan, modelsDir, p.GetValue(sampleDdpm), view, cancel);
-                var outcome = ExperimentRunner.Run(plan, plan.Cells, view, cancel);
+                ranks.Ranks.Barrier();
+                var outcome = ExperimentRunner.Run(plan, plan.Cells, view, cancel, ranks.Ranks);
                 Console.WriteLine();
                 // The report's body: the tables and the gains with their intervals (not its title, command line or
                 // image links).

@@ -126,8 +126,19 @@ internal static class SweepCommand
                 if (p.GetValue(cellName) is { } name && plan.Cells.All(c => c.Name != name))
                     throw new UsageException($"--cell: no cell named '{name}' (see --list)");
                 var mine = Sweep.Share(plan, index, count, p.GetValue(cellName));
-                Shared.StartTorch(p.GetValue(threads));
-                var outcome = ExperimentRunner.Run(plan, mine, new ProgressView.ExperimentView(), cancel);
+                // under mpiexec the ranks split the cells (each cell runs in one rank), as --worker i/n does by hand
+                using var ranks = Shared.StartRanks();
+                if (ranks.Ranks.Size > 1 && count > 1)
+                    throw new UsageException(
+                        "--worker splits the cells by hand: give it or run under mpiexec, not both"
+                    );
+                Shared.StartTorch(p.GetValue(threads), ranks);
+                if (!ranks.Ranks.IsRoot) // rank 0 reports for the job
+                {
+                    ExperimentRunner.Run(plan, mine, SilentObserver.Instance, cancel, ranks.Ranks);
+                    return ExitCodes.Ok;
+                }
+                var outcome = ExperimentRunner.Run(plan, mine, new ProgressView.ExperimentView(), cancel, ranks.Ranks);
                 Console.WriteLine($"{outcome.Finished} of {outcome.Planned} cells done; report: {outcome.Report}");
                 return ExitCodes.Ok;
             })

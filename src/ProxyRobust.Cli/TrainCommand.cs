@@ -151,6 +151,10 @@ internal static class TrainCommand
             DefaultValueFactory = _ => 5e-4,
         }.NonNegative();
         var nesterov = new Option<bool>("--nesterov") { Description = "Nesterov momentum" };
+        var syncNorm = new Option<bool>("--sync-batchnorm")
+        {
+            Description = "under mpiexec: batch norms use the whole global batch's statistics (default: each rank's)",
+        };
         var warmup = new Option<double>("--warmup-epochs")
         {
             Description = "linear warm-up length in epochs",
@@ -226,6 +230,7 @@ internal static class TrainCommand
             momentum,
             wd,
             nesterov,
+            syncNorm,
             warmup,
             smoothing,
             ema,
@@ -280,6 +285,7 @@ internal static class TrainCommand
                         Momentum = p.GetValue(momentum),
                         WeightDecay = p.GetValue(wd),
                         Nesterov = p.GetValue(nesterov),
+                        SyncBatchNorm = p.GetValue(syncNorm),
                         WarmupEpochs = p.GetValue(warmup),
                         LabelSmoothing = p.GetValue(smoothing),
                         EmaDecay = p.GetValue(ema),

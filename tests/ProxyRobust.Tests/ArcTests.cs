@@ -198,7 +198,7 @@ public sealed class CompareProxiesTests
             ArcEpochs = 2,
             AdaptiveProxy = "noise",
         };
-        var report = CompareProxiesRun.Execute(request);
+        var report = CompareProxiesRun.Execute(request)!;
         var byName = report.Proxies.ToDictionary(p => p.Name);
         Assert.True(byName["real"].Arc < byName["noise"].Arc, "ARC");
         Assert.True(byName["real"].FrechetDistance < byName["noise"].FrechetDistance, "FD");

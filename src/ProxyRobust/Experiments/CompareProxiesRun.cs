@@ -102,12 +102,17 @@ public static class CompareProxiesRun
             EvalPoints = 1000,
         };
 
-    public static CompareProxiesReport Execute(
+    /// <summary>Runs the comparison. Under MPI (<paramref name="ranks"/> of more than one) the ranks split the PORT
+    /// cells, each cell in one rank as a single run would; rank 0 then does the rest (quality, ARC, adaptive
+    /// sampling, report) and returns the report; the other ranks return null.</summary>
+    public static CompareProxiesReport? Execute(
         CompareProxiesRequest r,
         IExperimentObserver? observer = null,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
         if (r.Proxies.Count < 2)
             throw new ArgumentException("comparing proxies needs at least two");
         if (r.Proxies.Select(p => p.Name).Distinct().Count() != r.Proxies.Count)
@@ -119,7 +124,11 @@ public static class CompareProxiesRun
             observer?.Log(m);
         }
 
-        r = r with { Proxies = r.Proxies.Select(p => MaterialiseHeldOut(r, p)).ToList() };
+        if (job.IsRoot)
+            r = r with { Proxies = r.Proxies.Select(p => MaterialiseHeldOut(r, p)).ToList() };
+        job.Barrier(); // rank 0 has written the held-out stores
+        if (!job.IsRoot)
+            r = r with { Proxies = r.Proxies.Select(p => MaterialiseHeldOut(r, p)).ToList() }; // now only reads
 
         // 1. PORT with each proxy against the baseline, as demo cells (the standard report works on the folder too)
         var cells = new List<ExperimentCell>();
@@ -145,20 +154,23 @@ public static class CompareProxiesRun
                 );
             }
         }
-        var records = new List<CellRecord>();
-        foreach (var cell in cells)
+        foreach (var cell in cells.Where((_, i) => i % job.Size == job.Rank))
         {
             cancel.ThrowIfCancellationRequested();
-            records.Add(
-                observer is null
-                    ? Experiment.RunCell(r.Output, r.Settings, cell, Log, cancel: cancel)
-                    : observer.Cell(
-                        cell.Name,
-                        (train, eval) => Experiment.RunCell(r.Output, r.Settings, cell, Log, train, cancel, eval)
-                    )
-            );
-            Experiment.Save(r.Output, Demo.Kind, r.Command, r.Settings, cells, records);
+            if (observer is null)
+                Experiment.RunCell(r.Output, r.Settings, cell, Log, cancel: cancel);
+            else
+                observer.Cell(
+                    cell.Name,
+                    (train, eval) => Experiment.RunCell(r.Output, r.Settings, cell, Log, train, cancel, eval)
+                );
+            if (job.IsRoot)
+                Experiment.SaveFinished(r.Output, Demo.Kind, r.Command, r.Settings, cells);
         }
+        job.Barrier(); // every rank's cells are on disk
+        if (!job.IsRoot)
+            return null;
+        var records = Experiment.SaveFinished(r.Output, Demo.Kind, r.Command, r.Settings, cells);
         ExperimentReport.Write(r.Output);
 
         // 2. quality of each store in the real-data classifier's feature space

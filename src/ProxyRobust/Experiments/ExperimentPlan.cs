@@ -292,20 +292,25 @@ public static class Sweep
 /// report.</summary>
 public static class ExperimentRunner
 {
+    /// <summary>Under MPI (<paramref name="ranks"/> of more than one) rank r runs every Size-th of
+    /// <paramref name="mine"/> from the r-th on, each cell in one process as a single run would (so with the same
+    /// result); rank 0 waits for all, then gathers and writes the report. Only rank 0 writes experiment.json.</summary>
     public static ExperimentOutcome Run(
         ExperimentPlan plan,
         IReadOnlyList<ExperimentCell> mine,
         IExperimentObserver observer,
-        CancellationToken cancel = default
+        CancellationToken cancel = default,
+        IRanks? ranks = null
     )
     {
+        var job = ranks ?? SingleProcess.Instance;
         Experiment.CheckSameSettings(plan.Root, plan.Settings);
         void Log(string message)
         {
             Experiment.Log(plan.Root, message);
             observer.Log(message);
         }
-        foreach (var cell in mine)
+        foreach (var cell in mine.Where((_, i) => i % job.Size == job.Rank))
         {
             cancel.ThrowIfCancellationRequested();
             observer.Cell(
@@ -313,10 +318,34 @@ public static class ExperimentRunner
                 (training, evaluation) =>
                     Experiment.RunCell(plan.Root, plan.Settings, cell, Log, training, cancel, evaluation)
             );
-            Experiment.SaveFinished(plan.Root, plan.Kind, plan.Command, plan.Settings, plan.Cells);
+            if (job.IsRoot)
+                Experiment.SaveFinished(plan.Root, plan.Kind, plan.Command, plan.Settings, plan.Cells);
         }
+        job.Barrier(); // every rank's cells are on disk before rank 0 gathers them
+        var report = Path.Combine(plan.Root, ExperimentReport.FileName);
+        if (!job.IsRoot)
+            return new ExperimentOutcome(0, plan.Cells.Count, report);
         // other workers' cells too
         var finished = Experiment.SaveFinished(plan.Root, plan.Kind, plan.Command, plan.Settings, plan.Cells);
         return new ExperimentOutcome(finished.Count, plan.Cells.Count, ExperimentReport.Write(plan.Root));
+    }
+}
+
+/// <summary>Runs cells and shows nothing: the ranks of an MPI job other than rank 0 (which reports for the
+/// job).</summary>
+public sealed class SilentObserver : IExperimentObserver
+{
+    public static readonly SilentObserver Instance = new();
+
+    public void Log(string message) { }
+
+    public T Cell<T>(
+        string name,
+        Func<IProgress<TrainProgress>, IProgress<(string Phase, int Done, int Total)>, T> work
+    ) => work(new Ignored<TrainProgress>(), new Ignored<(string, int, int)>());
+
+    private sealed class Ignored<T> : IProgress<T>
+    {
+        public void Report(T value) { }
     }
 }

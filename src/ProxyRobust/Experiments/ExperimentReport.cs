@@ -13,6 +13,8 @@ namespace ProxyRobust.Experiments;
 /// </summary>
 public static class ExperimentReport
 {
+    public const string FileName = "report.md";
+
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     public static string Write(string root)
@@ -28,7 +30,7 @@ public static class ExperimentReport
                 $"unknown experiment kind '{k}'"
             ),
         };
-        var report = Path.Combine(root, "report.md");
+        var report = Path.Combine(root, FileName);
         AtomicFile.WriteAllText(report, md);
         return report;
     }

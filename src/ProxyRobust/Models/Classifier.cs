@@ -180,7 +180,10 @@ public sealed class PreActResNet18 : Module<Tensor, Tensor>, IHasFeatures
     {
         using var scope = NewDisposeScope();
         var h = layer4.call(layer3.call(layer2.call(layer1.call(conv1.call(x)))));
-        return functional.adaptive_avg_pool2d(functional.relu(bn.call(h)), 1).flatten(1).MoveToOuterDisposeScope();
+        return functional
+            .adaptive_avg_pool2d(functional.relu(BatchNormSync.Normalise(bn, h)), 1)
+            .flatten(1)
+            .MoveToOuterDisposeScope();
     }
 }
 
@@ -215,9 +218,9 @@ public sealed class PreActBlock : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var o = functional.relu(bn1.call(x));
+        var o = functional.relu(BatchNormSync.Normalise(bn1, x));
         var sc = projection is null ? x : projection.call(o);
-        o = conv2.call(functional.relu(bn2.call(conv1.call(o))));
+        o = conv2.call(functional.relu(BatchNormSync.Normalise(bn2, conv1.call(o))));
         return (o + sc).MoveToOuterDisposeScope();
     }
 }
@@ -270,6 +273,9 @@ public sealed class WideResNet : Module<Tensor, Tensor>, IHasFeatures
     {
         using var scope = NewDisposeScope();
         var h = block3.call(block2.call(block1.call(conv1.call(x))));
-        return functional.adaptive_avg_pool2d(functional.relu(bn1.call(h)), 1).flatten(1).MoveToOuterDisposeScope();
+        return functional
+            .adaptive_avg_pool2d(functional.relu(BatchNormSync.Normalise(bn1, h)), 1)
+            .flatten(1)
+            .MoveToOuterDisposeScope();
     }
 }

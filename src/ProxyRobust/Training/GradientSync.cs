@@ -1,5 +1,5 @@
 using ProxyRobust.Core;
-using ProxyRobust.Data;
+using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 using Module = TorchSharp.torch.nn.Module;

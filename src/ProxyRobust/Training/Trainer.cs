@@ -22,6 +22,10 @@ public sealed record TrainOptions
     public double WarmupEpochs { get; init; }
     public double LabelSmoothing { get; init; }
 
+    /// <summary>Over MPI: batch norms use the statistics of the global batch, not each rank's shard
+    /// (<see cref="BatchNormSync"/>); no effect in one process.</summary>
+    public bool SyncBatchNorm { get; init; }
+
     /// <summary>EMA decay of the weights, or null for no EMA.</summary>
     public double? EmaDecay { get; init; }
     public int Seed { get; init; }
@@ -210,11 +214,15 @@ public sealed class Trainer(TrainOptions options, ITrainingObjective objective)
                     model.zero_grad();
                     float lossValue = 0;
                     long correct = 0;
-                    if (y.shape[0] > 0) // a rank can get no row of a short last batch
+                    // A rank can get no row of a short last batch; with synchronised batch norm it still runs the
+                    // step on its empty shard, because the other ranks' batch norms wait for its statistics.
+                    bool syncNorms = sync is not null && options.SyncBatchNorm;
+                    if (y.shape[0] > 0 || syncNorms)
                     {
+                        using var norms = syncNorms ? BatchNormSync.Across(job) : null;
                         var (loss, logits) = objective.Loss(model, x, y, w);
                         loss.backward();
-                        lossValue = loss.item<float>();
+                        lossValue = y.shape[0] > 0 ? loss.item<float>() : 0;
                         correct = logits.argmax(1).eq(y).sum().item<long>();
                     }
                     long seen = y.shape[0];
