@@ -154,23 +154,15 @@ public static class CompareProxiesRun
                 );
             }
         }
-        foreach (var cell in cells.Where((_, i) => i % job.Size == job.Rank))
-        {
-            cancel.ThrowIfCancellationRequested();
-            if (observer is null)
-                Experiment.RunCell(r.Output, r.Settings, cell, Log, cancel: cancel);
-            else
-                observer.Cell(
-                    cell.Name,
-                    (train, eval) => Experiment.RunCell(r.Output, r.Settings, cell, Log, train, cancel, eval)
-                );
-            if (job.IsRoot)
-                Experiment.SaveFinished(r.Output, Demo.Kind, r.Command, r.Settings, cells);
-        }
-        job.Barrier(); // every rank's cells are on disk
-        if (!job.IsRoot)
-            return null;
-        var records = Experiment.SaveFinished(r.Output, Demo.Kind, r.Command, r.Settings, cells);
+        var records = ExperimentRunner.RunShares(
+            new ExperimentPlan(r.Output, Demo.Kind, r.Command, r.Settings, cells),
+            cells,
+            observer ?? SilentObserver.Instance,
+            cancel,
+            job
+        );
+        if (records is null)
+            return null; // rank 0 does the rest
         ExperimentReport.Write(r.Output);
 
         // 2. quality of each store in the real-data classifier's feature space

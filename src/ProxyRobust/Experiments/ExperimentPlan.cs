@@ -292,9 +292,8 @@ public static class Sweep
 /// report.</summary>
 public static class ExperimentRunner
 {
-    /// <summary>Under MPI (<paramref name="ranks"/> of more than one) rank r runs every Size-th of
-    /// <paramref name="mine"/> from the r-th on, each cell in one process as a single run would (so with the same
-    /// result); rank 0 waits for all, then gathers and writes the report. Only rank 0 writes experiment.json.</summary>
+    /// <summary>Under MPI (<paramref name="ranks"/> of more than one) the ranks split <paramref name="mine"/> (see
+    /// <see cref="RunShares"/>); rank 0 then writes the report.</summary>
     public static ExperimentOutcome Run(
         ExperimentPlan plan,
         IReadOnlyList<ExperimentCell> mine,
@@ -303,8 +302,26 @@ public static class ExperimentRunner
         IRanks? ranks = null
     )
     {
-        var job = ranks ?? SingleProcess.Instance;
         Experiment.CheckSameSettings(plan.Root, plan.Settings);
+        var finished = RunShares(plan, mine, observer, cancel, ranks);
+        return finished is null
+            ? new ExperimentOutcome(0, plan.Cells.Count, Path.Combine(plan.Root, ExperimentReport.FileName))
+            : new ExperimentOutcome(finished.Count, plan.Cells.Count, ExperimentReport.Write(plan.Root));
+    }
+
+    /// <summary>Rank r runs every Size-th of <paramref name="mine"/> from the r-th on, each cell in one process as a
+    /// single run would (so with the same result); only rank 0 writes experiment.json, after each of its cells and
+    /// once every rank has finished. Returns the finished cells of the whole plan on rank 0, null on the
+    /// others.</summary>
+    public static List<CellRecord>? RunShares(
+        ExperimentPlan plan,
+        IReadOnlyList<ExperimentCell> mine,
+        IExperimentObserver observer,
+        CancellationToken cancel = default,
+        IRanks? ranks = null
+    )
+    {
+        var job = ranks ?? SingleProcess.Instance;
         void Log(string message)
         {
             Experiment.Log(plan.Root, message);
@@ -321,13 +338,10 @@ public static class ExperimentRunner
             if (job.IsRoot)
                 Experiment.SaveFinished(plan.Root, plan.Kind, plan.Command, plan.Settings, plan.Cells);
         }
-        job.Barrier(); // every rank's cells are on disk before rank 0 gathers them
-        var report = Path.Combine(plan.Root, ExperimentReport.FileName);
-        if (!job.IsRoot)
-            return new ExperimentOutcome(0, plan.Cells.Count, report);
-        // other workers' cells too
-        var finished = Experiment.SaveFinished(plan.Root, plan.Kind, plan.Command, plan.Settings, plan.Cells);
-        return new ExperimentOutcome(finished.Count, plan.Cells.Count, ExperimentReport.Write(plan.Root));
+        job.Barrier(); // every rank's cells are on disk before rank 0 gathers them (other workers' cells too)
+        return job.IsRoot
+            ? Experiment.SaveFinished(plan.Root, plan.Kind, plan.Command, plan.Settings, plan.Cells)
+            : null;
     }
 }
 
