@@ -196,6 +196,16 @@ public sealed class ModelTests
         Assert.True(logits.allclose(reference, rtol: 1e-5, atol: 1e-5));
         Assert.True(a.grad!.allclose(b.grad!, rtol: 1e-4, atol: 1e-7));
         Assert.True(a.grad!.abs().sum().item<float>() > 0);
+
+        // Attacks freeze the weights, which switches the first layer's backward to a matmul + fold (col2im) instead of
+        // libtorch's convolution backward: the input gradient must be the textbook one as well.
+        using (new ProxyRobust.Attacks.AttackMode(model))
+        {
+            var c = x.clone().requires_grad_(true);
+            var loss = nn.functional.cross_entropy(model.forward(c), y, reduction: nn.Reduction.Sum);
+            var g = torch.autograd.grad([loss], [c])[0];
+            Assert.True(g.allclose(b.grad!, rtol: 1e-4, atol: 1e-7));
+        }
     }
 }
 

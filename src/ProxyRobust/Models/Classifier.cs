@@ -128,9 +128,53 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
     public Tensor Features(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = functional.relu(functional.max_pool2d(Classifier.ToChannelsLast(conv1.call(x)), 2));
+        var first =
+            conv1.weight!.requires_grad || !x.requires_grad
+                ? Classifier.ToChannelsLast(conv1.call(x))
+                : FirstLayerForAttacks.apply(x, conv1.weight!, conv1.bias!);
+        var h = functional.relu(functional.max_pool2d(first, 2));
         h = functional.relu(functional.max_pool2d(conv2.call(h), 2));
         return functional.relu(fc1.call(h.flatten(1))).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// conv1 with its output in channels-last layout, for attacks (frozen weights, only the input gradient wanted).
+    /// Forward: libtorch's convolution and the channels-last copy as in training. Backward: libtorch would copy the
+    /// pooled gradient back to NCHW and run oneDNN's backward-data for one input channel, its slowest kernel
+    /// (bench/RESULTS.md); here the channels-last gradient [N*H*W, 32] is multiplied by the weights [32, 9], which
+    /// gives the gradient of the im2col columns, and fold (col2im) sums them into the input gradient.
+    /// </summary>
+    private sealed class FirstLayerForAttacks : autograd.SingleTensorFunction<FirstLayerForAttacks>
+    {
+        public override string Name => nameof(FirstLayerForAttacks);
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, weight, bias) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
+            ctx.save_for_backward([weight]);
+            ctx.save_data("size", (x.shape[2], x.shape[3]));
+            using var output = functional.conv2d(x, weight, bias, padding: [1, 1]);
+            return Classifier.ToChannelsLast(output);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            using var scope = NewDisposeScope();
+            var weight = ctx.get_saved_variables()[0];
+            var (height, width) = ((long, long))ctx.get_data("size");
+            long n = gradOutput.shape[0],
+                outChannels = weight.shape[0],
+                kernel = weight.shape[2];
+            var pixels = gradOutput.permute(0, 2, 3, 1).reshape(n * height * width, outChannels);
+            var columns = pixels.matmul(weight.reshape(outChannels, -1)); // [N*H*W, k*k]
+            var gradInput = functional.fold(
+                columns.view(n, height * width, -1).transpose(1, 2),
+                (height, width),
+                (kernel, kernel),
+                padding: (1, 1)
+            );
+            return [gradInput.MoveToOuterDisposeScope(), null!, null!];
+        }
     }
 }
 
