@@ -1,3 +1,4 @@
+using ProxyRobust.Attacks;
 using ProxyRobust.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -199,7 +200,7 @@ public sealed class ModelTests
 
         // Attacks freeze the weights, which switches the first layer's backward to a matmul + fold (col2im) instead of
         // libtorch's convolution backward: the input gradient must be the textbook one as well.
-        using (new ProxyRobust.Attacks.AttackMode(model))
+        using (new AttackMode(model))
         {
             var c = x.clone().requires_grad_(true);
             var loss = nn.functional.cross_entropy(model.forward(c), y, reduction: nn.Reduction.Sum);

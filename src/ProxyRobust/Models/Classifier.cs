@@ -105,10 +105,14 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
     private readonly Linear fc1,
         fc2;
 
+    /// <summary>conv1's padding, which <see cref="FirstLayerForAttacks"/> also uses, forward and
+    /// backward.</summary>
+    private const int FirstPadding = 1;
+
     public SmallCnn(int channels, int height, int width, int numClasses)
         : base("SmallCnn")
     {
-        conv1 = Conv2d(channels, 32, 3, padding: 1);
+        conv1 = Conv2d(channels, 32, 3, padding: FirstPadding);
         conv2 = Conv2d(32, 64, 3, padding: 1);
         fc1 = Linear(64 * (height / 4) * (width / 4), 128);
         fc2 = Linear(128, numClasses);
@@ -152,8 +156,7 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
         {
             var (x, weight, bias) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
             ctx.save_for_backward([weight]);
-            ctx.save_data("size", (x.shape[2], x.shape[3]));
-            using var output = functional.conv2d(x, weight, bias, padding: [1, 1]);
+            using var output = functional.conv2d(x, weight, bias, padding: [FirstPadding, FirstPadding]);
             return Classifier.ToChannelsLast(output);
         }
 
@@ -161,8 +164,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
         {
             using var scope = NewDisposeScope();
             var weight = ctx.get_saved_variables()[0];
-            var (height, width) = ((long, long))ctx.get_data("size");
+            // Stride 1 and "same" padding: the gradient has the input's height and width.
             long n = gradOutput.shape[0],
+                height = gradOutput.shape[2],
+                width = gradOutput.shape[3],
                 outChannels = weight.shape[0],
                 kernel = weight.shape[2];
             var pixels = gradOutput.permute(0, 2, 3, 1).reshape(n * height * width, outChannels);
@@ -171,7 +176,7 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
                 columns.view(n, height * width, -1).transpose(1, 2),
                 (height, width),
                 (kernel, kernel),
-                padding: (1, 1)
+                padding: (FirstPadding, FirstPadding)
             );
             return [gradInput.MoveToOuterDisposeScope(), null!, null!];
         }
