@@ -11,7 +11,8 @@
 # PROXYROBUST picks another binary (e.g. a copy of the build, to keep developing while it runs); SAMPLE_THREADS the
 # threads of each of the two sampling processes that fill a DDPM store side by side (default 1: on 2 cores two
 # 1-thread processes beat one 2-thread process). Sampling uses the CLI's defaults (DPM-Solver++ 10 steps, guidance 2).
-# DDPM_STEPS: the DDPM's training steps; A_GAN=0 leaves out the GAN (its 3,000 steps take about 55 minutes on 2 cores).
+# DDPM_STEPS: the DDPM's training steps; A_GAN=0 leaves out the GAN (its 3,000 steps took 39 minutes on one thread of a
+# 2-core AMD EPYC, AVX-512, beside another job).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 which="${1:-all}"
