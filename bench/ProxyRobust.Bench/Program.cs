@@ -29,6 +29,8 @@ if (args.Contains("--probe"))
     if (only is "" or "small-cnn")
         foreach (var b in new[] { 64, 128, 256 })
             Probe.Run("small-cnn", b, 1, 28, reps);
+    if (only is "unet")
+        UNetProbe.Run(reps);
     return 0;
 }
 if (args.Contains("--allreduce"))
