@@ -10,6 +10,17 @@ namespace ProxyRobust.Bench;
 /// step.</summary>
 public static class Probe
 {
+    /// <summary>Mean milliseconds of <paramref name="f"/> over <paramref name="reps"/> calls after one warm-up
+    /// call.</summary>
+    public static double Milliseconds(Action f, int reps)
+    {
+        f();
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < reps; i++)
+            f();
+        return sw.Elapsed.TotalMilliseconds / reps;
+    }
+
     public static void Run(string arch, int batch, int c, int side, int reps)
     {
         torch.manual_seed(0);
@@ -17,15 +28,7 @@ public static class Probe
         using var x = rand(batch, c, side, side);
         Console.WriteLine($"channels-last {model.ChannelsLast}");
         using var y = randint(0, 10, batch);
-        double Time(Action f)
-        {
-            int n = reps;
-            f();
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < n; i++)
-                f();
-            return sw.Elapsed.TotalMilliseconds / n;
-        }
+        double Time(Action f) => Milliseconds(f, reps);
         model.eval();
         Console.WriteLine($"{arch} batch {batch}");
         Console.WriteLine(
@@ -70,18 +73,9 @@ public static class UNetProbe
     public static void Run(int reps)
     {
         torch.manual_seed(0);
-        using var ddpm = new Generative.Ddpm(
-            new Generative.DdpmSpec(new UNetSpec(1, 28, 28, 10, 32, [1, 2, 2], 2, [], 0.1))
-        );
+        using var ddpm = new Generative.Ddpm(UNetBench.Spec);
         using var adam = new Generative.Adam(ddpm.Net);
-        double Time(Action f)
-        {
-            f();
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < reps; i++)
-                f();
-            return sw.Elapsed.TotalMilliseconds / reps;
-        }
+        double Time(Action f) => Probe.Milliseconds(f, reps);
         ddpm.Net.eval();
         using var xs = randn(250, 1, 28, 28);
         using var ys = randint(0, 10, 250);
@@ -92,7 +86,7 @@ public static class UNetProbe
             using var g = no_grad();
             ddpm.Net.call(xs, ts, ys);
         });
-        Console.WriteLine($"unet channels-last {ddpm.Net.ChannelsLast}: evaluation, batch 250: {eval:F1} ms");
+        Console.WriteLine($"unet evaluation, batch 250: {eval:F1} ms");
         ddpm.Net.train();
         using var x = rand(128, 1, 28, 28);
         using var y = randint(0, 10, 128);

@@ -14,9 +14,13 @@ namespace ProxyRobust.Bench;
 /// </summary>
 public static class UNetBench
 {
+    /// <summary>The network of `generator train`'s defaults for Fashion-MNIST, as bench/pytorch_unet.py builds
+    /// it.</summary>
+    public static DdpmSpec Spec => new(new UNetSpec(1, 28, 28, 10, 32, [1, 2, 2], 2, [], 0.1));
+
     public static JsonObject Run(double peakGflops, int threads, int reps)
     {
-        var spec = new DdpmSpec(new UNetSpec(1, 28, 28, 10, 32, [1, 2, 2], 2, [], 0.1));
+        var spec = Spec;
         torch.manual_seed(0);
         using var ddpm = new Ddpm(spec);
         long macs = FlopCounter.ForwardMacsPerImage(ddpm.Net);
