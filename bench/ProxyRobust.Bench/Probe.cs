@@ -29,12 +29,19 @@ public static class Probe
         Console.WriteLine($"channels-last {model.ChannelsLast}");
         using var y = randint(0, 10, batch);
         double Time(Action f) => Milliseconds(f, reps);
+        void Forward()
+        {
+            using var s = NewDisposeScope();
+            using var g = no_grad();
+            model.call(x);
+        }
         model.eval();
         Console.WriteLine($"{arch} batch {batch}");
-        Console.WriteLine(
-            $"  forward, eval, no grad: "
-                + $"{Time(() => { using var s = NewDisposeScope(); using var g = no_grad(); model.call(x); }):F1} ms"
-        );
+        Console.WriteLine($"  forward, eval, no grad: {Time(Forward):F1} ms");
+        using (new AttackMode(model))
+            Console.WriteLine(
+                $"  forward, attack mode (frozen weights), no grad (a Square query): {Time(Forward):F1} ms"
+            );
         using (new AttackMode(model))
             Console.WriteLine(
                 $"  forward + input gradient (attack step): {Time(() =>

@@ -93,6 +93,17 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
     private static Tensor Corners(long n, long size, long s, Generator g, Device device) =>
         (rand(n, generator: g, device: device) * (size - s)).to(ScalarType.Int64);
 
+    /// <summary>The mask [N,1,h,w] of an s x s window at per-example corners in an h x w image.</summary>
+    private static Tensor Window(long s, Tensor top, Tensor left, long h, long w)
+    {
+        using var scope = NewDisposeScope();
+        long n = top.shape[0];
+        var rows = arange(h, device: top.device).view(1, -1) - top.view(-1, 1); // [N,h]
+        var cols = arange(w, device: top.device).view(1, -1) - left.view(-1, 1); // [N,w]
+        var mask = (rows.ge(0) & rows.lt(s)).view(n, 1, h, 1) & (cols.ge(0) & cols.lt(s)).view(n, 1, 1, w);
+        return mask.MoveToOuterDisposeScope();
+    }
+
     /// <summary>An s x s <paramref name="pattern"/> placed at per-example corners in an h x w image: [N,1,h,w], zero
     /// outside; and the window mask.</summary>
     private static (Tensor Placed, Tensor Mask) Place(Tensor pattern, Tensor top, Tensor left, long h, long w)
@@ -102,7 +113,7 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
             n = top.shape[0];
         var rows = arange(h, device: top.device).view(1, -1) - top.view(-1, 1); // [N,h]
         var cols = arange(w, device: top.device).view(1, -1) - left.view(-1, 1); // [N,w]
-        var mask = (rows.ge(0) & rows.lt(s)).view(n, 1, h, 1) & (cols.ge(0) & cols.lt(s)).view(n, 1, 1, w);
+        var mask = Window(s, top, left, h, w);
         var idx = rows.clamp(0, s - 1).view(n, h, 1) * s + cols.clamp(0, s - 1).view(n, 1, w);
         var placed = pattern.flatten().index_select(0, idx.flatten()).view(n, 1, h, w) * mask.to(pattern.dtype);
         return (placed.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope());
@@ -153,6 +164,12 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
         var yc = y.index_select(0, active);
         var mmc = marginMin.index_select(0, active);
         var lmc = lossMin.index_select(0, active);
+        // l-inf: the box of each point still attacked, [x - eps, x + eps] within [0, 1]; clamping to it equals
+        // clamping to the ball and then to [0, 1].
+        Tensor? lower = null,
+            upper = null;
+        if (Threat.Norm == Norm.Linf)
+            (lower, upper) = ((xc - eps).clamp_min(0), (xc + eps).clamp_max(1));
         for (int i = 0; i < Queries; i++)
         {
             if (i % 100 == 0)
@@ -165,15 +182,10 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
             if (Threat.Norm == Norm.Linf)
             {
                 long s = Math.Max((long)Math.Round(Math.Sqrt(p * features / c)), 1);
-                var (_, mask) = Place(
-                    ones(s, s, device: dev),
-                    Corners(m, h, s, g, dev),
-                    Corners(m, w, s, g, dev),
-                    h,
-                    w
-                );
+                var top = Corners(m, h, s, g, dev);
+                var mask = Window(s, top, Corners(m, w, s, g, dev), h, w);
                 var change = mask.to(x.dtype) * (2 * eps) * RandomSigns([m, c, 1, 1], g, dev);
-                xNew = minimum(maximum(xbc + change, xc - eps), xc + eps).clamp(0, 1);
+                xNew = minimum(maximum(xbc + change, lower!), upper!);
             }
             else
             {
@@ -218,6 +230,8 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
                 var broken = still.logical_not().nonzero().view(-1);
                 xBest.index_copy_(0, active.index_select(0, broken), xbc.index_select(0, broken));
                 var keep = still.nonzero().view(-1);
+                if (lower is not null)
+                    (lower, upper) = (lower.index_select(0, keep), upper!.index_select(0, keep));
                 (active, xc, xbc, yc, mmc, lmc) = (
                     active.index_select(0, keep),
                     xc.index_select(0, keep),
@@ -227,7 +241,16 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
                     lmc.index_select(0, keep)
                 );
             }
-            scope.DisposeEverythingBut(xBest, active, xc, xbc, yc, mmc, lmc);
+            scope.DisposeEverythingBut([
+                xBest,
+                active,
+                xc,
+                xbc,
+                yc,
+                mmc,
+                lmc,
+                .. new[] { lower, upper }.OfType<Tensor>(),
+            ]);
         }
         if (active.shape[0] > 0)
             xBest.index_copy_(0, active, xbc);

@@ -132,18 +132,67 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
     public Tensor Features(Tensor x)
     {
         using var scope = NewDisposeScope();
+        // Frozen weights (attacks): conv1 as one matmul that writes its output channels-last directly, with its own
+        // backward when the input gradient is wanted. Otherwise (training, evaluation, FLOP counting): the module.
         var first =
-            conv1.weight!.requires_grad || !x.requires_grad
-                ? Classifier.ToChannelsLast(conv1.call(x))
-                : FirstLayerForAttacks.apply(x, conv1.weight!, conv1.bias!);
-        var h = functional.relu(functional.max_pool2d(first, 2));
-        h = functional.relu(functional.max_pool2d(conv2.call(h), 2));
+            conv1.weight!.requires_grad ? Classifier.ToChannelsLast(conv1.call(x))
+            : x.requires_grad ? FirstLayerForAttacks.apply(x, conv1.weight!, conv1.bias!)
+            : FirstConvChannelsLast(x, conv1.weight!, conv1.bias!);
+        var h = PoolThenRelu(first);
+        h = PoolThenRelu(conv2.call(h));
         return functional.relu(fc1.call(h.flatten(1))).MoveToOuterDisposeScope();
     }
 
     /// <summary>
+    /// relu(max_pool2d(t, 2)). Without autograd and for a channels-last t of even height and width, as two
+    /// element-wise maxima of strided views of its [N, H/2, 2, W/2, 2, C] layout and an in-place ReLU: libtorch's
+    /// pooling kernel also writes the arg-max indices, which only a backward needs (bench/RESULTS.md).
+    /// </summary>
+    private static Tensor PoolThenRelu(Tensor t)
+    {
+        long n = t.shape[0],
+            c = t.shape[1],
+            height = t.shape[2],
+            width = t.shape[3];
+        bool channelsLast = t.stride(1) == 1 && t.stride(3) == c && t.stride(2) == c * width;
+        if ((t.requires_grad && is_grad_enabled()) || !channelsLast || height % 2 != 0 || width % 2 != 0)
+            return functional.relu(functional.max_pool2d(t, 2));
+        using var windows = t.permute(0, 2, 3, 1).view(n, height / 2, 2, width / 2, 2, c);
+        using var rows = maximum(windows.select(4, 0), windows.select(4, 1)); // [N, H/2, 2, W/2, C]
+        var pooled = maximum(rows.select(2, 0), rows.select(2, 1)).relu_(); // [N, H/2, W/2, C]
+        return pooled.permute(0, 3, 1, 2);
+    }
+
+    /// <summary>
+    /// conv1 (3x3, stride 1, padding 1) as im2col and one matmul: the k x k shifted views of the padded input stacked
+    /// last give the columns [N*H*W, C*k*k] in the weights' (c, kh, kw) order, and columns x weights^T + bias is the
+    /// output already in channels-last order [N, H, W, out], returned with the NCHW shape. For one input channel
+    /// this replaces oneDNN's convolution and the copy to channels-last that followed it, the largest single cost of
+    /// an attack's forward pass after the convolutions (bench/RESULTS.md).
+    /// </summary>
+    private static Tensor FirstConvChannelsLast(Tensor x, Tensor weight, Tensor bias)
+    {
+        using var scope = NewDisposeScope();
+        long n = x.shape[0],
+            c = x.shape[1],
+            height = x.shape[2],
+            width = x.shape[3],
+            outChannels = weight.shape[0],
+            kernel = weight.shape[2];
+        var padded = functional.pad(x, [FirstPadding, FirstPadding, FirstPadding, FirstPadding]);
+        var views = new List<Tensor>();
+        for (long ch = 0; ch < c; ch++)
+        for (long i = 0; i < kernel; i++)
+        for (long j = 0; j < kernel; j++)
+            views.Add(padded[.., ch, TensorIndex.Slice(i, i + height), TensorIndex.Slice(j, j + width)]);
+        var columns = stack(views, dim: -1).view(n * height * width, c * kernel * kernel);
+        var output = addmm(bias, columns, weight.reshape(outChannels, -1).t(), beta: 1, alpha: 1);
+        return output.view(n, height, width, outChannels).permute(0, 3, 1, 2).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// conv1 with its output in channels-last layout, for attacks (frozen weights, only the input gradient wanted).
-    /// Forward: libtorch's convolution and the channels-last copy as in training. Backward: libtorch would copy the
+    /// Forward: <see cref="FirstConvChannelsLast"/>. Backward: libtorch would copy the
     /// pooled gradient back to NCHW and run oneDNN's backward-data for one input channel, its slowest kernel
     /// (bench/RESULTS.md); here the channels-last gradient [N*H*W, 32] is multiplied by the weights [32, 9], which
     /// gives the gradient of the im2col columns, and fold (col2im) sums them into the input gradient.
@@ -156,8 +205,7 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
         {
             var (x, weight, bias) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
             ctx.save_for_backward([weight]);
-            using var output = functional.conv2d(x, weight, bias, padding: [FirstPadding, FirstPadding]);
-            return Classifier.ToChannelsLast(output);
+            return FirstConvChannelsLast(x, weight, bias);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
