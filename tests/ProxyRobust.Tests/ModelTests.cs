@@ -161,19 +161,31 @@ public sealed class ModelTests
         }
     }
 
-    [Fact]
-    public void Small_cnn_pools_before_its_relu_without_changing_values_or_gradients()
+    [Theory]
+    [InlineData(1, 28)]
+    [InlineData(3, 32)] // the attack path's im2col takes the weights' (channel, row, column) order
+    public void Small_cnn_pools_before_its_relu_without_changing_values_or_gradients(int channels, int side)
     {
         // Reference: the textbook order conv -> ReLU -> max-pool, written with functional ops on the model's own
         // weights.
         // Half of each image is constant, so many pooling windows tie (exactly equal activations), where the choice of
         // the arg-max element matters for the gradient.
         torch.manual_seed(4);
-        using var model = ArchSpec.For("small-cnn", 1, 28, 28, 10, [0.3f], [0.35f]).Create();
+        using var model = ArchSpec
+            .For(
+                "small-cnn",
+                channels,
+                side,
+                side,
+                10,
+                [.. Enumerable.Repeat(0.3f, channels)],
+                [.. Enumerable.Repeat(0.35f, channels)]
+            )
+            .Create();
         model.eval();
         var p = model.named_parameters().ToDictionary(q => q.name, q => q.parameter);
-        using var x = rand(6, 1, 28, 28);
-        x[.., .., ..14, ..] = tensor(0f);
+        using var x = rand(6, channels, side, side);
+        x[.., .., ..(side / 2), ..] = tensor(0f);
         using var y = tensor(new long[] { 0, 1, 2, 3, 4, 5 });
 
         var a = x.clone().requires_grad_(true);

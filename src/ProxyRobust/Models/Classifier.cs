@@ -181,10 +181,13 @@ public sealed class SmallCnn : Module<Tensor, Tensor>, IHasFeatures
             kernel = weight.shape[2];
         var padded = functional.pad(x, [FirstPadding, FirstPadding, FirstPadding, FirstPadding]);
         var views = new List<Tensor>();
-        for (long ch = 0; ch < c; ch++)
-        for (long i = 0; i < kernel; i++)
-        for (long j = 0; j < kernel; j++)
+        for (long offset = 0; offset < c * kernel * kernel; offset++)
+        {
+            long ch = offset / (kernel * kernel),
+                i = offset / kernel % kernel,
+                j = offset % kernel;
             views.Add(padded[.., ch, TensorIndex.Slice(i, i + height), TensorIndex.Slice(j, j + width)]);
+        }
         var columns = stack(views, dim: -1).view(n * height * width, c * kernel * kernel);
         var output = addmm(bias, columns, weight.reshape(outChannels, -1).t(), beta: 1, alpha: 1);
         return output.view(n, height, width, outChannels).permute(0, 3, 1, 2).MoveToOuterDisposeScope();
