@@ -13,6 +13,25 @@ using static TorchSharp.torch;
 // Benchmarks of the hot paths. Every number is measured in this run, next to a matmul measured in the same run
 // (the machine's practical peak), so ratios stay meaningful on another machine.
 //   dotnet run -c Release --project bench/ProxyRobust.Bench -- [--threads N] [--out bench/results]
+if (args.Contains("--help") || args.Contains("-h"))
+{
+    Console.WriteLine(
+        """
+        ProxyRobust.Bench: times the hot paths beside the machine's peak (a matmul measured in the same run).
+          (no mode)            the whole benchmark: peak, data loader, training steps vs Debian's PyTorch 1.13
+                               (skipped with --no-port), written to --out DIR (default bench/results)
+          --peak               the machine's practical fp32 peak alone
+          --autoattack         AutoAttack standard on --aa-points N (default 1000)
+          --certify            randomized-smoothing certification
+          --unet               diffusion UNet training and sampling vs PyTorch (--reps N)
+          --store              page cache per random draw from a memory-mapped store
+          --probe              time the pieces of a step, for profiling (--arch small-cnn|preact-resnet18|unet, --reps N)
+          --allreduce          under mpiexec: all-reduce seconds by message size
+          --threads N          torch threads (default: all cores)
+        """
+    );
+    return 0;
+}
 int threads = Arg("--threads", Environment.ProcessorCount);
 string outDir = ArgS("--out", Path.Combine("bench", "results"));
 TorchRuntime.EnsureInitialised();

@@ -6,7 +6,8 @@
 #       default 20,000), + 20,000 held-out real images (the ideal proxy) with A_HOLDOUT=1, two seeds;
 #   (b) the generators see all 60,000 training images: the shipped ones (models/, made by make-generators.sh); the
 #       classifier trains on all 60,000 real images without and with 100,000 samples of each generator, one seed,
-#       PGD-5 for 10 epochs (the demo's training: PGD-5 keeps PORT's gain there, docs/REPRODUCING.md).
+#       PGD-5 for 10 epochs (the demo's training: PGD-5 keeps PORT's gain there, docs/REPRODUCING.md);
+#       B_DDPM_SAMPLES sets the DDPM's count.
 #   scripts/experiments/port-generated.sh a|b|all [OUT_DIR]
 # PROXYROBUST picks another binary (e.g. a copy of the build, to keep developing while it runs); SAMPLE_THREADS the
 # threads of each of the two sampling processes that fill a DDPM store side by side (default 1: on 2 cores two
@@ -79,11 +80,14 @@ if [ "$which" = a ] || [ "$which" = all ]; then
   done
 fi
 if [ "$which" = b ] || [ "$which" = all ]; then
-  sample "$root/models/fmnist-ddpm.json" 100000 "$out/ddpm-b-100k.npy"
+  # B_DDPM_SAMPLES: the DDPM's count (default 100,000: about 3 hours of guided sampling on 2 cores; the first 50,000
+  # are the same images whatever the count, chunk by chunk)
+  nd="${B_DDPM_SAMPLES:-100000}"; kd="$((nd / 1000))k"
+  sample "$root/models/fmnist-ddpm.json" "$nd" "$out/ddpm-b-$kd.npy"
   sample "$root/models/fmnist-gan.json" 100000 "$out/gan-b-100k.npy"
   common=(--val-size 1000 --epochs 10 --attack-steps 5 --seed 0)
   classify "b-real-s0" "${common[@]}"
-  classify "b-ddpm-s0" "${common[@]}" --synthetic "$out/ddpm-b-100k.npy"
+  classify "b-ddpm$([ "$nd" = 100000 ] || echo "-$kd")-s0" "${common[@]}" --synthetic "$out/ddpm-b-$kd.npy"
   classify "b-gan-s0" "${common[@]}" --synthetic "$out/gan-b-100k.npy"
 fi
 echo "$(date -u +%H:%M:%S) done: $out"
