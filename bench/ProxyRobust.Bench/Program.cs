@@ -25,7 +25,7 @@ if (args.Contains("--help") || args.Contains("-h"))
           --certify            randomized-smoothing certification
           --unet               diffusion UNet training and sampling vs PyTorch (--reps N)
           --store              page cache per random draw from a memory-mapped store
-          --probe              time the pieces of a step, for profiling (--arch small-cnn|preact-resnet18|unet, --reps N)
+          --probe              time the pieces of a step (profiling): --arch small-cnn|preact-resnet18|unet, --reps N
           --allreduce          under mpiexec: all-reduce seconds by message size
           --threads N          torch threads (default: all cores)
         """
