@@ -164,12 +164,9 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
         var yc = y.index_select(0, active);
         var mmc = marginMin.index_select(0, active);
         var lmc = lossMin.index_select(0, active);
-        // l-inf: the box of each point still attacked, [x - eps, x + eps] within [0, 1]; clamping to it equals
+        // l-inf's box of each point still attacked, [x - eps, x + eps] within [0, 1]; clamping to it equals
         // clamping to the ball and then to [0, 1].
-        Tensor? lower = null,
-            upper = null;
-        if (Threat.Norm == Norm.Linf)
-            (lower, upper) = ((xc - eps).clamp_min(0), (xc + eps).clamp_max(1));
+        var (lower, upper) = ((xc - eps).clamp_min(0), (xc + eps).clamp_max(1));
         for (int i = 0; i < Queries; i++)
         {
             if (i % 100 == 0)
@@ -185,7 +182,7 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
                 var top = Corners(m, h, s, g, dev);
                 var mask = Window(s, top, Corners(m, w, s, g, dev), h, w);
                 var change = mask.to(x.dtype) * (2 * eps) * RandomSigns([m, c, 1, 1], g, dev);
-                xNew = minimum(maximum(xbc + change, lower!), upper!);
+                xNew = minimum(maximum(xbc + change, lower), upper);
             }
             else
             {
@@ -230,27 +227,18 @@ public sealed record Square(ThreatModel Threat, int Queries = 5000, double PInit
                 var broken = still.logical_not().nonzero().view(-1);
                 xBest.index_copy_(0, active.index_select(0, broken), xbc.index_select(0, broken));
                 var keep = still.nonzero().view(-1);
-                if (lower is not null)
-                    (lower, upper) = (lower.index_select(0, keep), upper!.index_select(0, keep));
-                (active, xc, xbc, yc, mmc, lmc) = (
+                (active, xc, xbc, yc, mmc, lmc, lower, upper) = (
                     active.index_select(0, keep),
                     xc.index_select(0, keep),
                     xbc.index_select(0, keep),
                     yc.index_select(0, keep),
                     mmc.index_select(0, keep),
-                    lmc.index_select(0, keep)
+                    lmc.index_select(0, keep),
+                    lower.index_select(0, keep),
+                    upper.index_select(0, keep)
                 );
             }
-            scope.DisposeEverythingBut([
-                xBest,
-                active,
-                xc,
-                xbc,
-                yc,
-                mmc,
-                lmc,
-                .. new[] { lower, upper }.OfType<Tensor>(),
-            ]);
+            scope.DisposeEverythingBut(xBest, active, xc, xbc, yc, mmc, lmc, lower, upper);
         }
         if (active.shape[0] > 0)
             xBest.index_copy_(0, active, xbc);
