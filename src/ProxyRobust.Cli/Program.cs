@@ -37,6 +37,7 @@ var root = new RootCommand(
     SyntheticCommand.Create(),
     ArcCommand.Create(cancel),
     CompareProxiesCommand.Create(cancel),
+    CheckCommand.Create(),
 };
 
 var parse = root.Parse(args);

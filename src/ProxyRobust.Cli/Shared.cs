@@ -122,7 +122,8 @@ internal static class Shared
 
     public static void StartTorch(int threads, RanksScope? ranks = null)
     {
-        TorchRuntime.EnsureInitialised();
+        if (TorchRuntime.OneDnn is { Enabled: false, Reason: var why } && ranks?.Ranks is not { Rank: > 0 })
+            Console.WriteLine($"note: libtorch's oneDNN kernels are off ({why}); convolutions run slower");
         torch.set_num_threads(threads > 0 ? threads : DefaultThreads(ranks?.Ranks));
     }
 

@@ -199,7 +199,15 @@ public static class TestSupport
 
     /// <summary>Runs `dotnet ARGS` in a child process (in <paramref name="workingDirectory"/> when given): (exit code,
     /// stdout, stderr).</summary>
-    public static (int Code, string Out, string Err) RunDotnet(string? workingDirectory, params string[] args)
+    public static (int Code, string Out, string Err) RunDotnet(string? workingDirectory, params string[] args) =>
+        RunDotnetWith(new Dictionary<string, string>(), workingDirectory, args);
+
+    /// <summary><see cref="RunDotnet"/> with extra environment variables.</summary>
+    public static (int Code, string Out, string Err) RunDotnetWith(
+        IReadOnlyDictionary<string, string> environment,
+        string? workingDirectory,
+        params string[] args
+    )
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -211,6 +219,8 @@ public static class TestSupport
         foreach (var a in args)
             psi.ArgumentList.Add(a);
         psi.Environment["PROXYROBUST_THREADS"] = "1";
+        foreach (var (key, value) in environment)
+            psi.Environment[key] = value;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -11,11 +11,18 @@ public sealed class NativeLoadException(string message, Exception inner) : Excep
 /// </summary>
 public static class TorchRuntime
 {
-    private static readonly Lazy<bool> Initialised = new(Initialise, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<OneDnnState> Initialised = new(
+        Initialise,
+        LazyThreadSafetyMode.ExecutionAndPublication
+    );
 
     public static void EnsureInitialised() => _ = Initialised.Value;
 
-    private static bool Initialise()
+    /// <summary>Whether libtorch's oneDNN kernels are in use in this process (OneDnnGuard says when they are
+    /// not).</summary>
+    public static OneDnnState OneDnn => Initialised.Value;
+
+    private static OneDnnState Initialise()
     {
         try
         {
@@ -32,12 +39,18 @@ public static class TorchRuntime
         {
             torch.InitializeDeviceType(DeviceType.CPU);
             using var probe = torch.ones(1);
-            return true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new NativeLoadException(Explain(e, AppContext.BaseDirectory), e);
         }
+        var decision = OneDnnGuard.Decide(
+            Environment.GetEnvironmentVariable(OneDnnGuard.OverrideVariable),
+            OneDnnGuard.CheckThisCpu
+        );
+        if (!decision.Enabled)
+            OneDnnGuard.SetEnabled(false);
+        return decision;
     }
 
     /// <summary>One sentence saying why libtorch did not load from <paramref name="folder"/> and what to do.</summary>

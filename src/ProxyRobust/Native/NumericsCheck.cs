@@ -1,0 +1,168 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ProxyRobust.Native;
+
+/// <summary>One computation checked against float64: the largest error relative to the largest reference
+/// value.</summary>
+public sealed record NumericsCase(string Name, double RelativeError, double Tolerance)
+{
+    public bool Passed => RelativeError <= Tolerance; // false for NaN as well
+}
+
+/// <summary>What <see cref="NumericsCheck.Run"/> found on this machine.</summary>
+public sealed record NumericsReport(OneDnnState OneDnn, IReadOnlyList<NumericsCase> Cases)
+{
+    public bool Passed => Cases.All(c => c.Passed);
+}
+
+/// <summary>
+/// Checks that this machine's libtorch computes the layers our models are made of: float32 forward, input gradient and
+/// weight gradients, in the memory layouts the models use, against the same computation in float64 (which libtorch
+/// runs on its plain, non-oneDNN kernels). The shapes are those that were wrong on a host whose oneDNN sized its
+/// kernels for 1-byte caches (OneDnnGuard): a PreAct ResNet-18's first layer in channels-last, and a small UNet block
+/// with GroupNorm, SiLU, 1x1 and strided convolutions, whose gradients became NaN. Takes well under a second.
+/// </summary>
+public static class NumericsCheck
+{
+    // float32 sums of a few hundred products land within ~1e-6 of float64; a kernel that drops or repeats a block is
+    // off by whole percents.
+    private const double Tolerance = 1e-4;
+
+    /// <summary>A convolution as the models use it: channels in and out, kernel, stride, padding, transposed or not,
+    /// on a batch of 4 square images of the given side, in channels-last or NCHW.</summary>
+    private sealed record Layer(string Model, int In, int Out, int Kernel, int Stride, int Side, bool ChannelsLast)
+    {
+        public bool Transposed { get; init; }
+        public int Padding => Kernel / 2 - (Kernel % 2 == 0 ? 1 : 0);
+
+        public override string ToString() =>
+            $"{Model} {(Transposed ? "transposed " : "")}conv {In}->{Out}, {Kernel}x{Kernel}"
+            + $"{(Stride > 1 ? $" stride {Stride}" : "")} on {Side}x{Side}, "
+            + (ChannelsLast ? "channels-last" : "NCHW");
+    }
+
+    private static readonly Layer[] Layers =
+    [
+        new("PreAct ResNet-18", 3, 64, 3, 1, 32, true),
+        new("PreAct ResNet-18", 64, 64, 3, 1, 32, true),
+        new("PreAct ResNet-18", 64, 128, 3, 2, 32, true),
+        new("PreAct ResNet-18", 64, 128, 1, 2, 32, true),
+        new("PreAct ResNet-18", 128, 128, 3, 1, 16, true),
+        new("small CNN", 1, 32, 3, 1, 28, false),
+        new("small CNN", 32, 64, 3, 1, 14, false),
+        new("UNet", 1, 8, 3, 1, 28, false),
+        new("UNet", 8, 16, 1, 1, 28, false),
+        new("UNet", 16, 16, 3, 2, 28, false),
+        new("UNet", 32, 32, 3, 1, 14, false),
+        new("GAN", 1, 16, 3, 1, 28, false),
+        new("GAN", 16, 16, 4, 2, 28, false),
+        new("GAN", 32, 16, 4, 2, 7, false) { Transposed = true },
+    ];
+
+    public static NumericsReport Run()
+    {
+        TorchRuntime.EnsureInitialised();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var cases = new List<NumericsCase>();
+        foreach (var layer in Layers)
+        {
+            long[] weight = layer.Transposed
+                ? [layer.In, layer.Out, layer.Kernel, layer.Kernel]
+                : [layer.Out, layer.In, layer.Kernel, layer.Kernel];
+            cases.AddRange(
+                Check(
+                    layer.ToString(),
+                    [4, layer.In, layer.Side, layer.Side],
+                    [weight, [layer.Out]],
+                    layer.ChannelsLast,
+                    Conv
+                )
+            );
+
+            Tensor Conv(Tensor x, Tensor[] w) =>
+                layer.Transposed
+                    ? F.conv_transpose2d(
+                        x,
+                        w[0],
+                        w[1],
+                        strides: [layer.Stride, layer.Stride],
+                        padding: [layer.Padding, layer.Padding]
+                    )
+                    : F.conv2d(
+                        x,
+                        w[0],
+                        w[1],
+                        strides: [layer.Stride, layer.Stride],
+                        padding: [layer.Padding, layer.Padding]
+                    );
+        }
+        long[][] unet =
+        [
+            [16, 8, 3, 3],
+            [16],
+            [16, 16, 3, 3],
+            [16],
+            [16, 8, 1, 1],
+            [16],
+            [16, 16, 3, 3],
+            [16],
+        ];
+        cases.AddRange(Check("UNet block 8->16, GroupNorm, SiLU, 1x1, stride 2", [4, 8, 16, 16], unet, false, Block));
+        return new(TorchRuntime.OneDnn, cases);
+
+        static Tensor Block(Tensor x, Tensor[] w)
+        {
+            var h = F.conv2d(F.silu(F.group_norm(x, 4)), w[0], w[1], padding: [1, 1]);
+            h = F.conv2d(F.silu(F.group_norm(h, 4)), w[2], w[3], padding: [1, 1]);
+            h += F.conv2d(x, w[4], w[5]);
+            return F.conv2d(h, w[6], w[7], strides: [2, 2], padding: [1, 1]);
+        }
+    }
+
+    /// <summary>Forward, input gradient and each weight's gradient of <paramref name="layer"/> (loss: the sum of
+    /// the output times fixed random weights), float32 in the given layout against float64 in NCHW.</summary>
+    private static IEnumerable<NumericsCase> Check(
+        string name,
+        long[] inputShape,
+        long[][] weightShapes,
+        bool channelsLast,
+        Func<Tensor, Tensor[], Tensor> layer
+    )
+    {
+        using var generator = new Generator(20261205);
+        var x = rand(inputShape, ScalarType.Float64, generator: generator);
+        var weights = weightShapes.Select(s => randn(s, ScalarType.Float64, generator: generator) * 0.2).ToArray();
+        var want = Run(x, weights, ScalarType.Float64, false);
+        var got = Run(x, weights, ScalarType.Float32, channelsLast);
+        string[] parts = ["forward", "input gradient", .. weights.Select((_, i) => $"weight {i} gradient")];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            var reference = want[i];
+            double scale = reference.abs().max().item<double>();
+            double error = (got[i].to(ScalarType.Float64) - reference).abs().max().item<double>();
+            yield return new($"{name}: {parts[i]}", scale > 0 ? error / scale : error, Tolerance);
+        }
+
+        Tensor[] Run(Tensor input, Tensor[] parameters, ScalarType type, bool nhwc)
+        {
+            using var enable = enable_grad();
+            // Channels-last strides as the models make them (Classifier.ToChannelsLast: TorchSharp has no memory
+            // formats).
+            Tensor Layout(Tensor t)
+            {
+                var copy = t.detach().to(type, copy: true);
+                return nhwc && t.dim() == 4 ? copy.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : copy;
+            }
+            var xs = Layout(input).requires_grad_(true);
+            var ws = parameters.Select(w => Layout(w).requires_grad_(true)).ToArray();
+            var y = layer(xs, ws);
+            using var g = new Generator(7);
+            var direction = randn(y.shape, ScalarType.Float64, generator: g).to(type);
+            (y * direction).sum().backward();
+            return [y.detach(), xs.grad!, .. ws.Select(w => w.grad!)];
+        }
+    }
+}

@@ -1,0 +1,139 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+
+namespace ProxyRobust.Native;
+
+/// <summary>Whether libtorch's oneDNN (mkldnn) kernels are in use, and why not when they are not.</summary>
+public sealed record OneDnnState(bool Enabled, string? Reason);
+
+/// <summary>
+/// Turns libtorch's oneDNN kernels off on hosts where they compute wrong numbers. oneDNN 3.7.1 (inside libtorch 2.10)
+/// sizes its blocking from the caches that Xbyak reads from CPUID. On AMD it reads leaf 0x8000001D only, and some
+/// virtual machines leave that leaf empty (no topology extensions): every cache is then computed as 1 byte, and
+/// convolution kernels tuned for that give wrong results (a PreAct ResNet-18's first-layer weight gradient 20% off in
+/// channels-last) and NaN gradients in the UNet and GAN within a few steps. Seen on a 2-core AMD EPYC with AVX-512 that
+/// failed 7 tests, and reproduced exactly (the same wrong numbers) on an Intel host by trapping CPUID to report an AMD
+/// vendor with that leaf empty (bench/RESULTS.md). Limiting oneDNN to AVX2 still left NaNs; without oneDNN, libtorch
+/// convolves by im2col and BLAS, which is slower but right. PROXYROBUST_ONEDNN=on|off overrides the check.
+/// </summary>
+public static class OneDnnGuard
+{
+    public const string OverrideVariable = "PROXYROBUST_ONEDNN";
+
+    /// <summary>One CPUID answer (EAX, EBX, ECX, EDX).</summary>
+    public readonly record struct CpuIdResult(uint Eax, uint Ebx, uint Ecx, uint Edx);
+
+    /// <summary>
+    /// Why oneDNN would size its kernels for empty caches on this CPU, or null when it would not. Follows Xbyak's own
+    /// reading (xbyak_util.h, setCacheHierarchy): on AMD, size = ways x partitions x line x sets from leaf 0x8000001D
+    /// sub-leaves 0 (L1 data), 2 (L2) and 3 (L3), each field stored minus one, so an empty leaf gives 1 byte (AMD
+    /// answers zeros for a leaf above its maximum, so a VM that hides the leaf gives the same).
+    /// </summary>
+    public static string? WrongCacheSizes(Func<uint, uint, CpuIdResult> cpuid)
+    {
+        var vendor = cpuid(0, 0);
+        if (Vendor(vendor) != "AuthenticAMD")
+            return null;
+        var levels = new (uint SubLeaf, string Name, long Minimum)[]
+        {
+            (0, "L1 data", 4 << 10),
+            (2, "L2", 64 << 10),
+            (3, "L3", 64 << 10),
+        };
+        var wrong = new List<string>();
+        foreach (var (subLeaf, name, minimum) in levels)
+        {
+            var r = cpuid(0x8000001D, subLeaf);
+            long size =
+                (long)(Bits(r.Ebx, 22, 31) + 1) * (Bits(r.Ebx, 12, 21) + 1) * (Bits(r.Ebx, 0, 11) + 1) * (r.Ecx + 1L);
+            if (size < minimum)
+                wrong.Add($"{name} {size} B");
+        }
+        return wrong.Count == 0
+            ? null
+            : "this AMD CPU reports no cache sizes in CPUID leaf 0x8000001D (common in virtual machines), so oneDNN "
+                + $"sizes its kernels for {string.Join(", ", wrong)} and computes wrong convolutions";
+    }
+
+    /// <summary>The decision for this process: the override if set, else the CPU check.</summary>
+    internal static OneDnnState Decide(string? overrideValue, Func<string?> check) =>
+        overrideValue?.Trim().ToLowerInvariant() switch
+        {
+            "on" => new(true, null),
+            "off" => new(false, $"{OverrideVariable}=off"),
+            null or "" or "auto" => check() is { } why ? new(false, why) : new(true, null),
+            var other => throw new ArgumentException(
+                $"{OverrideVariable}={other}: expected on, off or auto (the default: off only where oneDNN's "
+                    + "convolutions are known to be wrong)"
+            ),
+        };
+
+    /// <summary>This host's CPU check (null when the CPU is not x86 or oneDNN sizes its kernels right).</summary>
+    internal static string? CheckThisCpu() =>
+        X86Base.IsSupported
+            ? WrongCacheSizes(
+                (leaf, sub) =>
+                {
+                    var (a, b, c, d) = X86Base.CpuId((int)leaf, (int)sub);
+                    return new((uint)a, (uint)b, (uint)c, (uint)d);
+                }
+            )
+            : null;
+
+    /// <summary>
+    /// libtorch's own switches (at::globalContext().setUserEnabledMkldnn, and setUserEnabledNNPACK: without oneDNN
+    /// libtorch tries NNPACK for some convolutions, which sizes itself from the same empty cache leaf and warns on
+    /// every call that it cannot start). Returns the oneDNN switch as read back.
+    /// </summary>
+    internal static bool SetEnabled(bool enabled)
+    {
+        var entries = Entries.Value;
+        var context = entries.Context;
+        entries.SetMkldnn(context, enabled ? (byte)1 : (byte)0);
+        entries.SetNnpack(context, enabled ? (byte)1 : (byte)0);
+        return entries.GetMkldnn(context) != 0;
+    }
+
+    /// <summary>Whether libtorch will use oneDNN now (its switch, read from libtorch).</summary>
+    internal static bool IsEnabled() => Entries.Value.GetMkldnn(Entries.Value.Context) != 0;
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate IntPtr GlobalContext();
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate void SetFlag(IntPtr context, byte value);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate byte GetFlag(IntPtr context);
+
+    private sealed record ContextEntries(IntPtr Context, SetFlag SetMkldnn, GetFlag GetMkldnn, SetFlag SetNnpack);
+
+    private static readonly Lazy<ContextEntries> Entries = new(() =>
+    {
+        // libtorch_cpu is loaded by TorchSharp before this runs; dlopen by name returns that same copy. The C++ names:
+        // at::globalContext(), at::Context::setUserEnabledMkldnn(bool), at::Context::userEnabledMkldnn() const and
+        // at::Context::setUserEnabledNNPACK(bool).
+        var library = NativeLibrary.Load(OperatingSystem.IsMacOS() ? "libtorch_cpu.dylib" : "libtorch_cpu.so");
+        T Export<T>(string name)
+            where T : Delegate => Marshal.GetDelegateForFunctionPointer<T>(NativeLibrary.GetExport(library, name));
+        return new(
+            Export<GlobalContext>("_ZN2at13globalContextEv")(),
+            Export<SetFlag>("_ZN2at7Context20setUserEnabledMkldnnEb"),
+            Export<GetFlag>("_ZNK2at7Context17userEnabledMkldnnEv"),
+            Export<SetFlag>("_ZN2at7Context20setUserEnabledNNPACKEb")
+        );
+    });
+
+    private static string Vendor(CpuIdResult r)
+    {
+        Span<byte> bytes = stackalloc byte[12];
+        BitConverter.TryWriteBytes(bytes[..4], r.Ebx);
+        BitConverter.TryWriteBytes(bytes[4..8], r.Edx);
+        BitConverter.TryWriteBytes(bytes[8..], r.Ecx);
+        return System.Text.Encoding.ASCII.GetString(bytes);
+    }
+
+    // Xbyak's extractBit(value, base, end) keeps end - base bits (one fewer than the field): copied as it is, since the
+    // point is to predict what oneDNN computes.
+    private static uint Bits(uint value, int low, int end) => (value >> low) & ((1u << (end - low)) - 1);
+}

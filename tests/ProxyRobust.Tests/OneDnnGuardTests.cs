@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics.X86;
+using ProxyRobust.Native;
+using static TorchSharp.torch;
+using CpuId = ProxyRobust.Native.OneDnnGuard.CpuIdResult;
+
+namespace ProxyRobust.Tests;
+
+public sealed class OneDnnGuardTests
+{
+    /// <summary>CPUID leaf 0 with the vendor string in EBX, EDX, ECX.</summary>
+    private static CpuId VendorLeaf(string vendor)
+    {
+        var b = System.Text.Encoding.ASCII.GetBytes(vendor);
+        return new(0x10, BitConverter.ToUInt32(b, 0), BitConverter.ToUInt32(b, 8), BitConverter.ToUInt32(b, 4));
+    }
+
+    /// <summary>A cache descriptor of leaf 0x8000001D as AMD's manual lays it out: EBX = ways-1 (bits 22-31),
+    /// partitions-1 (12-21), line size-1 (0-11); ECX = sets-1.</summary>
+    private static CpuId Cache(int kib, int ways, int line = 64)
+    {
+        int sets = kib * 1024 / (ways * line);
+        return new(0x121, (uint)(((ways - 1) << 22) | (line - 1)), (uint)(sets - 1), 0);
+    }
+
+    private static Func<uint, uint, CpuId> Host(string vendor, Func<uint, CpuId> cacheLeaf) =>
+        (leaf, sub) =>
+            leaf == 0 ? VendorLeaf(vendor)
+            : leaf == 0x8000001D ? cacheLeaf(sub)
+            : default;
+
+    [Fact]
+    public void An_amd_cpu_with_an_empty_cache_leaf_is_caught_and_real_caches_are_not()
+    {
+        // Empty leaf: every field reads as 0, which Xbyak turns into 1 x 1 x 1 x 1 = 1 byte per cache.
+        var empty = OneDnnGuard.WrongCacheSizes(Host("AuthenticAMD", _ => default));
+        Assert.NotNull(empty);
+        Assert.Contains("L1 data 1 B, L2 1 B, L3 1 B", empty);
+
+        // A Zen 4 core as its manual gives it: 32 KiB 8-way L1d, 1 MiB 8-way L2, 32 MiB 16-way L3 (sub-leaf 1 is the
+        // instruction cache, never read).
+        var zen4 = Host(
+            "AuthenticAMD",
+            sub =>
+                sub switch
+                {
+                    0 => Cache(32, 8),
+                    2 => Cache(1024, 8),
+                    3 => Cache(32 * 1024, 16),
+                    _ => default,
+                }
+        );
+        Assert.Null(OneDnnGuard.WrongCacheSizes(zen4));
+
+        // Only the L2 missing is enough (blocking is sized from L2 above all).
+        var noL2 = Host("AuthenticAMD", sub => sub == 2 ? default : Cache(sub == 3 ? 32 * 1024 : 32, 8));
+        Assert.Equal("L2 1 B", OneDnnGuard.WrongCacheSizes(noL2)!.Split("kernels for ")[1].Split(" and computes")[0]);
+
+        // Intel CPUs take Xbyak's leaf-4 path: the AMD leaf says nothing about them.
+        Assert.Null(OneDnnGuard.WrongCacheSizes(Host("GenuineIntel", _ => default)));
+    }
+
+    [Fact]
+    public void The_override_wins_over_the_check_and_a_bad_value_is_an_error()
+    {
+        string? Wrong() => "caches of 1 B";
+        string? Right() => null;
+        Assert.Equal(new OneDnnState(false, "caches of 1 B"), OneDnnGuard.Decide(null, Wrong));
+        Assert.Equal(new OneDnnState(false, "caches of 1 B"), OneDnnGuard.Decide("auto", Wrong));
+        Assert.Equal(new OneDnnState(true, null), OneDnnGuard.Decide(null, Right));
+        Assert.Equal(new OneDnnState(true, null), OneDnnGuard.Decide(" ON ", Wrong));
+        Assert.False(OneDnnGuard.Decide("off", Right).Enabled);
+        var e = Assert.Throws<ArgumentException>(() => OneDnnGuard.Decide("maybe", Right));
+        Assert.Contains(OneDnnGuard.OverrideVariable, e.Message);
+    }
+
+    [Fact]
+    public void Without_onednn_libtorch_runs_other_kernels_that_agree_with_float64()
+    {
+        // The fallback must change the kernels (else it protects nothing) and keep every layer right. Tests run one
+        // at a time (xunit.runner.json), so switching libtorch's global flag here touches no other test.
+        TestSupport.InitTorch();
+        Assert.True(TorchRuntime.OneDnn.Enabled, "this test needs a host where oneDNN is on by default");
+        using var generator = new Generator(5);
+        using var x = rand([4, 3, 32, 32], generator: generator);
+        using var w = randn([64, 3, 3, 3], generator: generator);
+        using var withOneDnn = nn.functional.conv2d(x, w, padding: [1, 1]);
+        Assert.True(NumericsCheck.Run().Passed, "this host's oneDNN is wrong: run 'proxyrobust check'");
+        try
+        {
+            Assert.False(OneDnnGuard.SetEnabled(false));
+            Assert.False(OneDnnGuard.IsEnabled());
+            using var without = nn.functional.conv2d(x, w, padding: [1, 1]);
+            // Another summation order: close, but not the same bits.
+            Assert.True(
+                (without - withOneDnn).abs().max().item<float>() > 0,
+                "the same bits: libtorch still used the same kernel"
+            );
+            Assert.True(without.allclose(withOneDnn, rtol: 1e-4, atol: 1e-5));
+            var report = NumericsCheck.Run();
+            var wrong = report.Cases.Where(c => !c.Passed).Select(c => $"{c.Name}: {c.RelativeError:G3}");
+            Assert.True(report.Passed, string.Join("; ", wrong));
+        }
+        finally
+        {
+            Assert.True(OneDnnGuard.SetEnabled(true));
+        }
+    }
+
+    [Fact]
+    public void On_a_host_that_looks_like_the_failing_amd_vm_the_check_finds_wrong_numbers_unless_onednn_is_off()
+    {
+        // The failing machine, rebuilt here: CPUID answers "AuthenticAMD" with an empty cache leaf (the C file says
+        // how). Needs a C compiler and CPUID faulting, which the Intel and AMD EPYC hosts here had; without them there
+        // is nothing to run.
+        if (!File.ReadAllText("/proc/cpuinfo").Contains(" cpuid_fault") || !File.Exists("/usr/bin/cc"))
+            return;
+        using var tmp = new TempDir();
+        var library = tmp.File("fake_amd_cpuid.so");
+        var source = Path.Combine(AppContext.BaseDirectory, "Native", "fake_amd_cpuid.c");
+        using (var cc = Process.Start("/usr/bin/cc", ["-O2", "-shared", "-fPIC", "-o", library, source, "-ldl"]))
+        {
+            cc.WaitForExit();
+            Assert.Equal(0, cc.ExitCode);
+        }
+        (int Code, string Out, string Err) Check(string onednn) =>
+            TestSupport.RunDotnetWith(
+                new Dictionary<string, string> { ["LD_PRELOAD"] = library, [OneDnnGuard.OverrideVariable] = onednn },
+                null,
+                Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"),
+                "check"
+            );
+
+        var guarded = Check("auto");
+        Assert.True(guarded.Code == 0, guarded.Out + guarded.Err);
+        Assert.Contains("oneDNN: off (this AMD CPU reports no cache sizes in CPUID leaf 0x8000001D", guarded.Out);
+        Assert.DoesNotContain("WRONG", guarded.Out);
+        Assert.DoesNotContain("NNPACK", guarded.Err); // libtorch's fallback does not try NNPACK on every call
+
+        // With oneDNN forced on, the same host computes a wrong gradient (seen with its AVX-512 kernels; its AVX2
+        // kernels got NaN in GAN training instead, which a one-layer check does not reach).
+        if (Avx512F.IsSupported)
+        {
+            var unguarded = Check("on");
+            Assert.Equal(1, unguarded.Code);
+            Assert.Contains("oneDNN: on", unguarded.Out);
+            Assert.Contains("WRONG", unguarded.Out);
+        }
+    }
+}
