@@ -269,32 +269,39 @@ public sealed class DiffusionTests
     public void A_tiny_ddpm_overfit_on_four_images_samples_them_back_by_label()
     {
         // Four Fashion-MNIST images of four classes; a small conditional UNet trained on them alone must, sampled with
-        // DDIM, return for each label an image closer to that label's training image than to any other.
+        // DDIM, return for each label an image closer to that label's training image than to any other. The images
+        // are averaged down to 14x14 (2x2 blocks), which trains 2.8x faster per step than 28x28, and the learning
+        // rate decays to zero over the second half: at 28x28 with a constant rate, 1,000 steps left the worst sample
+        // at MSE 0.0065 on one machine and 0.0147 on another whose libtorch ran other kernels (the old bound was 0.01);
+        // at 14x14 with the decay it is 0.0007 on both (0.0023 after 600 steps).
         using var train = TestSupport.FashionMnist(Split.Train);
         var picks = new List<int>();
         foreach (int c in new[] { 0, 1, 7, 8 })
             picks.Add(Enumerable.Range(0, train.Count).First(i => train.Labels[i] == c));
         using var subset = train.Select(picks);
-        var (images, _) = BatchSampler.All(subset, CPU);
+        var (full, _) = BatchSampler.All(subset, CPU);
+        using var images = nn.functional.avg_pool2d(full, 2);
         using var labels = tensor(new long[] { 0, 1, 2, 3 });
         torch.manual_seed(0);
         var spec = new DdpmSpec(
-            new UNetSpec(1, 28, 28, 4, 16, [1, 2], 1, [], 0),
+            new UNetSpec(1, 14, 14, 4, 16, [1, 2], 1, [], 0),
             ScheduleKind.Cosine,
             200,
             Prediction.Epsilon,
             LabelDropout: 0
         );
         using var ddpm = new Ddpm(spec);
-        var optimizer = torch.optim.Adam(ddpm.Net.parameters(), 2e-3);
+        const int steps = 1000;
+        const double rate = 2e-3;
+        var optimizer = torch.optim.Adam(ddpm.Net.parameters(), rate);
         using var g = new Generator(5);
         var batchImages = images.repeat(8, 1, 1, 1);
         var batchLabels = labels.repeat(8);
-        // 1,000 steps: after 600 the worst sample was within MSE 0.01 of its image on the Zen 5 but at 0.026 on a
-        // 2-core Intel Xeon (libtorch picks other kernels per CPU, and the trajectories part); the bound stays.
-        for (int step = 0; step < 1000; step++)
+        for (int step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
+            foreach (var group in optimizer.ParamGroups)
+                group.LearningRate = rate * Math.Min(1.0, 2.0 * (steps - step) / steps);
             optimizer.zero_grad();
             var loss = ddpm.Loss(batchImages, batchLabels, g);
             loss.backward();
@@ -308,10 +315,10 @@ public sealed class DiffusionTests
         using var distances = torch.cdist(samples.flatten(1), images.flatten(1)); // [8, 4]
         var nearest = distances.argmin(1).data<long>().ToArray();
         Assert.Equal(new long[] { 0, 1, 2, 3, 0, 1, 2, 3 }, nearest);
-        // and close to it: mean squared error per pixel below 0.01 (a pixel value off by 0.1 on average)
+        // and close to it: mean squared error per pixel below 0.005 (a pixel value off by 0.07 on average)
         using var ownDistance = distances.gather(1, labels.repeat(2).view(-1, 1));
-        double mse = ownDistance.pow(2).max().item<float>() / 784;
-        Assert.True(mse < 0.01, $"worst per-pixel MSE {mse}");
+        double mse = ownDistance.pow(2).max().item<float>() / (14 * 14);
+        Assert.True(mse < 0.005, $"worst per-pixel MSE {mse}");
     }
 }
 
