@@ -10,7 +10,7 @@ public sealed record OneDnnState(bool Enabled, string? Reason);
 /// Turns libtorch's oneDNN kernels off on hosts where they compute wrong numbers. oneDNN 3.7.1 (inside libtorch 2.10)
 /// sizes its blocking from the caches that Xbyak reads from CPUID. On AMD it reads leaf 0x8000001D only, and some
 /// virtual machines leave that leaf empty (no topology extensions): every cache is then computed as 1 byte, and
-/// convolution kernels tuned for that give wrong results (a PreAct ResNet-18's first-layer weight gradient 20% off in
+/// convolution kernels tuned for that give wrong results (a PreAct ResNet-18's first-layer weight gradient 18% off in
 /// channels-last) and NaN gradients in the UNet and GAN within a few steps. Seen on a 2-core AMD EPYC with AVX-512 that
 /// failed 7 tests, and reproduced exactly (the same wrong numbers) on an Intel host by trapping CPUID to report an AMD
 /// vendor with that leaf empty (bench/RESULTS.md). Limiting oneDNN to AVX2 still left NaNs; without oneDNN, libtorch
@@ -51,7 +51,7 @@ public static class OneDnnGuard
         }
         return wrong.Count == 0
             ? null
-            : "this AMD CPU reports no cache sizes in CPUID leaf 0x8000001D (common in virtual machines), so oneDNN "
+            : "this AMD CPU reports no cache sizes in CPUID leaf 0x8000001D (as some virtual machines do), so oneDNN "
                 + $"sizes its kernels for {string.Join(", ", wrong)} and computes wrong convolutions";
     }
 
