@@ -35,21 +35,28 @@ public static class NumericsCheck
     private sealed record Layer(string Model, int In, int Out, int Kernel, int Stride, int Side, bool ChannelsLast)
     {
         public bool Transposed { get; init; }
+        public bool Bias { get; init; } = true;
         public int Padding => Kernel / 2 - (Kernel % 2 == 0 ? 1 : 0);
 
         public override string ToString() =>
             $"{Model} {(Transposed ? "transposed " : "")}conv {In}->{Out}, {Kernel}x{Kernel}"
             + $"{(Stride > 1 ? $" stride {Stride}" : "")} on {Side}x{Side}, "
-            + (ChannelsLast ? "channels-last" : "NCHW");
+            + (ChannelsLast ? "channels-last" : "NCHW")
+            + (Bias ? "" : ", no bias");
     }
 
     private static readonly Layer[] Layers =
     [
-        new("PreAct ResNet-18", 3, 64, 3, 1, 32, true),
-        new("PreAct ResNet-18", 64, 64, 3, 1, 32, true),
-        new("PreAct ResNet-18", 64, 128, 3, 2, 32, true),
-        new("PreAct ResNet-18", 64, 128, 1, 2, 32, true),
-        new("PreAct ResNet-18", 128, 128, 3, 1, 16, true),
+        new("PreAct ResNet-18", 3, 64, 3, 1, 32, true) { Bias = false },
+        new("PreAct ResNet-18", 64, 64, 3, 1, 32, true) { Bias = false },
+        new("PreAct ResNet-18", 64, 128, 3, 2, 32, true) { Bias = false },
+        new("PreAct ResNet-18", 64, 128, 1, 2, 32, true) { Bias = false },
+        new("PreAct ResNet-18", 128, 128, 3, 1, 16, true) { Bias = false },
+        new("PreAct ResNet-18", 128, 256, 3, 2, 16, true) { Bias = false },
+        new("PreAct ResNet-18", 128, 256, 1, 2, 16, true) { Bias = false },
+        new("PreAct ResNet-18", 256, 512, 3, 2, 8, true) { Bias = false },
+        new("PreAct ResNet-18", 256, 512, 1, 2, 8, true) { Bias = false },
+        new("PreAct ResNet-18", 512, 512, 3, 1, 4, true) { Bias = false },
         new("small CNN", 1, 32, 3, 1, 28, false),
         new("small CNN", 32, 64, 3, 1, 14, false),
         new("UNet", 1, 8, 3, 1, 28, false),
@@ -76,7 +83,7 @@ public static class NumericsCheck
                 Check(
                     layer.ToString(),
                     [4, layer.In, layer.Side, layer.Side],
-                    [weight, [layer.Out]],
+                    layer.Bias ? [weight, [layer.Out]] : [weight],
                     layer.ChannelsLast,
                     Conv
                 )
@@ -87,14 +94,14 @@ public static class NumericsCheck
                     ? F.conv_transpose2d(
                         x,
                         w[0],
-                        w[1],
+                        w.Length > 1 ? w[1] : null,
                         strides: [layer.Stride, layer.Stride],
                         padding: [layer.Padding, layer.Padding]
                     )
                     : F.conv2d(
                         x,
                         w[0],
-                        w[1],
+                        w.Length > 1 ? w[1] : null,
                         strides: [layer.Stride, layer.Stride],
                         padding: [layer.Padding, layer.Padding]
                     );
@@ -137,7 +144,12 @@ public static class NumericsCheck
         var weights = weightShapes.Select(s => randn(s, ScalarType.Float64, generator: generator) * 0.2).ToArray();
         var want = Run(x, weights, ScalarType.Float64, false);
         var got = Run(x, weights, ScalarType.Float32, channelsLast);
-        string[] parts = ["forward", "input gradient", .. weights.Select((_, i) => $"weight {i} gradient")];
+        string[] parts =
+        [
+            "forward",
+            "input gradient",
+            .. weights.Select((w, i) => $"{(w.dim() == 1 ? "bias" : "weight")} {i / 2} gradient"),
+        ];
         for (int i = 0; i < parts.Length; i++)
         {
             var reference = want[i];
