@@ -36,6 +36,10 @@ int threads = Arg("--threads", Environment.ProcessorCount);
 string outDir = ArgS("--out", Path.Combine("bench", "results"));
 TorchRuntime.EnsureInitialised();
 torch.set_num_threads(threads);
+
+// A host where the start-up guard turned oneDNN off runs every convolution another way: its times are not comparable.
+if (TorchRuntime.OneDnn is { Enabled: false, Reason: var oneDnnOff })
+    Console.WriteLine($"oneDNN: off ({oneDnnOff})");
 if (args.Contains("--probe"))
 {
     // Times the pieces of a training step, for profiling (e.g. under 'perf record'): --arch NAME --reps N.
@@ -90,6 +94,7 @@ var results = new JsonObject
     ["date"] = DateTime.UtcNow.ToString("u"),
     ["threads"] = threads,
     ["cores"] = Environment.ProcessorCount,
+    ["oneDnn"] = TorchRuntime.OneDnn.Enabled,
 };
 
 // The machine's practical peak: the best of fp32 matrix products of a few sizes, measured now, both through libtorch's
