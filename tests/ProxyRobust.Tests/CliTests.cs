@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json.Nodes;
 using ProxyRobust.Data;
+using ProxyRobust.Native;
 using ProxyRobust.Training;
 
 namespace ProxyRobust.Tests;
@@ -122,6 +123,9 @@ public sealed class CliTests
         var e = JsonNode.Parse(File.ReadAllText(tmp.File("eval.json")))!;
         Assert.Equal(10000, e["clean"]!["total"]!.GetValue<int>());
         Assert.InRange(e["clean"]!["accuracy"]!.GetValue<double>(), acc - 0.04, acc + 0.04);
+        // Both files say which convolution kernels ran: the same host and environment decide as in this process.
+        foreach (var record in new[] { result, e })
+            Assert.Equal(TorchRuntime.OneDnn.Enabled, record["oneDnn"]!["enabled"]!.GetValue<bool>());
     }
 }
 

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using ProxyRobust.Core;
 using ProxyRobust.Data;
 using ProxyRobust.Experiments;
+using ProxyRobust.Native;
 using ProxyRobust.Reporting;
 
 namespace ProxyRobust.Tests;
@@ -225,6 +226,8 @@ public sealed class ExperimentTests
         var run = JsonFiles.Read<TrainRunRecord>(Path.Combine(root, "cells", "store-s0", TrainRunRecord.FileName));
         Assert.Equal(tmp.File("store.npy"), run.Config.Synthetic);
         Assert.Equal(300, run.SyntheticImages);
+        // The result says which convolution kernels ran, as libtorch's own switch reports them.
+        Assert.Equal(OneDnnGuard.IsEnabled(), run.OneDnn!.Enabled);
         foreach (
             var (model, record) in new[] { ("PORT (held-out real)", records[1]), ("PORT (test-images)", records[2]) }
         )

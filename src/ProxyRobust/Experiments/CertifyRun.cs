@@ -1,6 +1,7 @@
 using ProxyRobust.Certification;
 using ProxyRobust.Core;
 using ProxyRobust.Data;
+using ProxyRobust.Native;
 using ProxyRobust.Reporting;
 using TorchSharp;
 
@@ -51,7 +52,8 @@ public sealed record CertificationRecord(
     double AbstentionRate,
     double AverageCertifiedRadius,
     IReadOnlyList<RadiusAccuracy> CertifiedAccuracy,
-    double Seconds
+    double Seconds,
+    OneDnnState? OneDnn = null
 );
 
 /// <summary>What a certification produced; <see cref="Summary"/> is null on the ranks other than 0 of a job.</summary>
@@ -126,7 +128,8 @@ public static class CertifyRun
                 summary.AbstentionRate,
                 summary.AverageCertifiedRadius,
                 summary.CertifiedAccuracy.Select(c => new RadiusAccuracy(c.Radius, c.Accuracy)).ToList(),
-                examples.Sum(e => e.Seconds)
+                examples.Sum(e => e.Seconds),
+                TorchRuntime.OneDnn
             )
         );
         var mine = r.Label ?? Path.GetFileName(Path.GetFullPath(r.Checkpoint).TrimEnd('/'));

@@ -1,6 +1,7 @@
 using ProxyRobust.Attacks;
 using ProxyRobust.Core;
 using ProxyRobust.Data;
+using ProxyRobust.Native;
 using ProxyRobust.Reporting;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -98,7 +99,8 @@ public sealed record EvaluationRecord(
     AccuracyRecord Clean,
     string? Attack,
     AccuracyRecord? Robust,
-    double Seconds
+    double Seconds,
+    OneDnnState? OneDnn = null
 );
 
 /// <summary>The outcome of the eval verb: the model and points, and either the plain evaluation or AutoAttack's
@@ -213,7 +215,8 @@ public static class EvaluateRun
                     AccuracyRecord.Of(result.Clean, points.ClassNames),
                     result.AttackName,
                     result.Robust is null ? null : AccuracyRecord.Of(result.Robust, points.ClassNames),
-                    result.Seconds
+                    result.Seconds,
+                    TorchRuntime.OneDnn
                 )
             );
         return outcome;

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using ProxyRobust.Core;
 using ProxyRobust.Models;
+using ProxyRobust.Native;
 using ProxyRobust.Training;
 
 namespace ProxyRobust.Experiments;
@@ -40,7 +41,8 @@ public sealed record RunDescription(
 
 /// <summary>
 /// A training run's result.json: its description (flat, as in its checkpoints), architecture, options,
-/// per-epoch history, time and test metrics.
+/// per-epoch history, time and test metrics, and whether libtorch's oneDNN kernels ran (times and the last digits
+/// are comparable only between runs with the same kernels; see OneDnnGuard).
 /// </summary>
 public sealed record TrainRunRecord(
     TrainRunConfig Config,
@@ -57,7 +59,8 @@ public sealed record TrainRunRecord(
     IReadOnlyList<EpochMetrics> History,
     double Seconds,
     TestResults Test,
-    ParallelTraining? Parallel = null
+    ParallelTraining? Parallel = null,
+    OneDnnState? OneDnn = null
 )
 {
     public const string FileName = "result.json";
@@ -86,7 +89,8 @@ public sealed record TrainRunRecord(
             history,
             seconds,
             test,
-            parallel
+            parallel,
+            TorchRuntime.OneDnn
         );
 }
 
