@@ -22,7 +22,8 @@ public sealed record NumericsReport(OneDnnState OneDnn, IReadOnlyList<NumericsCa
 /// weight gradients, in the memory layouts the models use, against the same computation in float64 (which libtorch
 /// runs on its plain, non-oneDNN kernels). The shapes are those that were wrong on a host whose oneDNN sized its
 /// kernels for 1-byte caches (OneDnnGuard): a PreAct ResNet-18's first layer in channels-last, and a small UNet block
-/// with GroupNorm, SiLU, 1x1 and strided convolutions, whose gradients became NaN. Takes well under a second.
+/// with GroupNorm, SiLU, 1x1 and strided convolutions, whose gradients became NaN; and beside them the other layers
+/// (attention's matmuls, BatchNorm, the linear head). Takes well under a second.
 /// </summary>
 public static class NumericsCheck
 {
@@ -118,6 +119,44 @@ public static class NumericsCheck
             [16],
         ];
         cases.AddRange(Check("UNet block 8->16, GroupNorm, SiLU, 1x1, stride 2", [4, 8, 16, 16], unet, false, Block));
+        cases.AddRange(
+            Check(
+                "UNet middle attention, 32 channels on 7x7 (GroupNorm, 1x1 qkv, batched matmuls, softmax)",
+                [4, 32, 7, 7],
+                [
+                    [96, 32, 1, 1],
+                    [96],
+                    [32, 32, 1, 1],
+                    [32],
+                ],
+                false,
+                Attention
+            )
+        );
+        cases.AddRange(
+            Check(
+                "PreAct ResNet-18 BatchNorm (batch statistics) and ReLU, 64 channels on 32x32, channels-last",
+                [4, 64, 32, 32],
+                [
+                    [64],
+                    [64],
+                ],
+                true,
+                (x, w) => F.relu(F.batch_norm(x, null, null, w[0], w[1], training: true))
+            )
+        );
+        cases.AddRange(
+            Check(
+                "PreAct ResNet-18 head: linear 512->10",
+                [4, 512],
+                [
+                    [10, 512],
+                    [10],
+                ],
+                false,
+                (x, w) => F.linear(x, w[0], w[1])
+            )
+        );
         return new(TorchRuntime.OneDnn, cases);
 
         static Tensor Block(Tensor x, Tensor[] w)
@@ -126,6 +165,16 @@ public static class NumericsCheck
             h = F.conv2d(F.silu(F.group_norm(h, 4)), w[2], w[3], padding: [1, 1]);
             h += F.conv2d(x, w[4], w[5]);
             return F.conv2d(h, w[6], w[7], strides: [2, 2], padding: [1, 1]);
+        }
+
+        static Tensor Attention(Tensor x, Tensor[] w) // as Models/UNet.cs's Attention
+        {
+            long n = x.shape[0],
+                c = x.shape[1],
+                hw = x.shape[2] * x.shape[3];
+            var parts = F.conv2d(F.group_norm(x, 8), w[0], w[1]).view(n, 3, c, hw).unbind(1);
+            var weights = F.softmax(parts[0].transpose(1, 2).bmm(parts[1]) / Math.Sqrt(c), -1);
+            return x + F.conv2d(parts[2].bmm(weights.transpose(1, 2)).view(x.shape), w[2], w[3]);
         }
     }
 
@@ -148,7 +197,7 @@ public static class NumericsCheck
         [
             "forward",
             "input gradient",
-            .. weights.Select((w, i) => $"{(w.dim() == 1 ? "bias" : "weight")} {i / 2} gradient"),
+            .. weights.Select((w, i) => $"parameter {i} ({string.Join('x', w.shape)}) gradient"),
         ];
         for (int i = 0; i < parts.Length; i++)
         {
