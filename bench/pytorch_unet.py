@@ -4,7 +4,8 @@
 Prints one JSON object: training steps per second (forward, MSE loss, backward, Adam) at --train-batch, and network
 evaluations per second without gradients (what a sampler costs per step) at --sample-batch, plus DDIM sampling images
 per second at 10 steps (the sampler's own arithmetic included).
-usage: /usr/bin/python3 bench/pytorch_unet.py --threads 2 [--base 32] [--mults 1,2,2] [--res-blocks 2]
+usage: /usr/bin/python3 bench/pytorch_unet.py --threads 2 [--base 32] [--mults 1,2,2] [--res-blocks 2] [--train-only]
+(--train-only: the training steps alone, for bench/onednn-share.sh.)
 """
 import argparse, json, os, sys, time
 
@@ -32,6 +33,7 @@ def main():
     p.add_argument("--train-batch", type=int, default=128)
     p.add_argument("--sample-batch", type=int, default=250)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--train-only", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -52,6 +54,9 @@ def main():
 
     net.train()
     train_steps = rate(train_step, a.reps)
+    if a.train_only:
+        print(json.dumps({"torch": torch.__version__, "trainStepMilliseconds": 1000 / train_steps}))
+        return
     net.eval()
     xs = torch.randn(a.sample_batch, 1, 28, 28)
     ys = torch.randint(0, 10, (a.sample_batch,))

@@ -77,23 +77,28 @@ public static class Probe
 /// (loss, backward, Adam).</summary>
 public static class UNetProbe
 {
-    public static void Run(int reps)
+    /// <summary>One evaluation at batch 250 (unless <paramref name="evaluation"/> is false) and one training step at
+    /// batch 128, each timed over <paramref name="reps"/> calls after a warm-up call.</summary>
+    public static void Run(int reps, bool evaluation = true)
     {
         torch.manual_seed(0);
         using var ddpm = new Generative.Ddpm(UNetBench.Spec);
         using var adam = new Generative.Adam(ddpm.Net);
         double Time(Action f) => Probe.Milliseconds(f, reps);
-        ddpm.Net.eval();
-        using var xs = randn(250, 1, 28, 28);
-        using var ys = randint(0, 10, 250);
-        using var ts = full(250, 500, dtype: ScalarType.Int64);
-        double eval = Time(() =>
+        if (evaluation)
         {
-            using var s = NewDisposeScope();
-            using var g = no_grad();
-            ddpm.Net.call(xs, ts, ys);
-        });
-        Console.WriteLine($"unet evaluation, batch 250: {eval:F1} ms");
+            ddpm.Net.eval();
+            using var xs = randn(250, 1, 28, 28);
+            using var ys = randint(0, 10, 250);
+            using var ts = full(250, 500, dtype: ScalarType.Int64);
+            double eval = Time(() =>
+            {
+                using var s = NewDisposeScope();
+                using var g = no_grad();
+                ddpm.Net.call(xs, ts, ys);
+            });
+            Console.WriteLine($"unet evaluation, batch 250: {eval:F1} ms");
+        }
         ddpm.Net.train();
         using var x = rand(128, 1, 28, 28);
         using var y = randint(0, 10, 128);

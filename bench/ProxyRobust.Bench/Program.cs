@@ -26,6 +26,7 @@ if (args.Contains("--help") || args.Contains("-h"))
           --unet               diffusion UNet training and sampling vs PyTorch (--reps N)
           --store              page cache per random draw from a memory-mapped store
           --probe              time the pieces of a step (profiling): --arch small-cnn|preact-resnet18|unet, --reps N
+                               (unet-train: the UNet's training step alone)
           --allreduce          under mpiexec: all-reduce seconds by message size
           --threads N          torch threads (default: all cores)
         """
@@ -52,8 +53,8 @@ if (args.Contains("--probe"))
     if (only is "" or "small-cnn")
         foreach (var b in new[] { 64, 128, 256 })
             Probe.Run("small-cnn", b, 1, 28, reps);
-    if (only is "unet")
-        UNetProbe.Run(reps);
+    if (only is "unet" or "unet-train")
+        UNetProbe.Run(reps, evaluation: only == "unet");
     return 0;
 }
 if (args.Contains("--allreduce"))
