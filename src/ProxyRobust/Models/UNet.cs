@@ -214,7 +214,7 @@ internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
     private readonly Conv2d conv1,
         conv2;
     private readonly Linear embedding;
-    private readonly Dropout dropout;
+    private readonly ParallelDropout dropout;
     private readonly Conv2d? skip;
 
     public ResBlock(int inCh, int outCh, int emb, double p)
@@ -224,7 +224,7 @@ internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
         conv1 = Conv2d(inCh, outCh, 3, padding: 1);
         embedding = Linear(emb, outCh);
         norm2 = GroupNorm(UNet.Groups(outCh), outCh);
-        dropout = Dropout(p);
+        dropout = new ParallelDropout(p);
         conv2 = Conv2d(outCh, outCh, 3, padding: 1);
         skip = inCh == outCh ? null : Conv2d(inCh, outCh, 1);
         RegisterComponents();
