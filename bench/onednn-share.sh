@@ -25,20 +25,20 @@ DNNL_VERBOSE=1 ONEDNN_VERBOSE=1 /usr/bin/python3 bench/pytorch_unet.py --threads
 theirs=$(sed -nE 's/.*"trainStepMilliseconds": ([0-9.]+).*/\1/p' "$work/pytorch.txt")
 
 # Sums the verbose log's execution times (its last field, ms) by primitive kind, per step: the log covers the
-# warm-up step and REPS timed steps on both sides.
+# warm-up step and REPS timed steps on both sides. With a fourth argument (PyTorch's step, ms), also the ratio of that
+# step to this side's oneDNN time alone.
 summarise() {
-  awk -F, -v steps=$((reps + 1)) -v wall="$2" -v name="$3" '
+  awk -F, -v steps=$((reps + 1)) -v wall="$2" -v name="$3" -v pytorch="${4:-}" '
     { for (i = 1; i < NF; i++) if ($i == "exec" && $(i + 1) == "cpu") { t[$(i + 2)] += $NF; all += $NF; break } }
     END {
       printf "%-12s step %8.1f ms wall, %8.1f ms in oneDNN (%4.1f%%):", name, wall, all / steps, 100 * all / steps / wall
       for (k in t) printf " %s %.1f", k, t[k] / steps
       printf "\n"
+      if (pytorch != "")
+        printf "PyTorch step / our oneDNN time alone (the ceiling of any change outside oneDNN): %.2fx\n",
+          pytorch / (all / steps)
     }' "$1"
 }
-summarise "$work/ours.txt" "$ours" "ProxyRobust"
 summarise "$work/pytorch.txt" "$theirs" "PyTorch 1.13"
+summarise "$work/ours.txt" "$ours" "ProxyRobust" "$theirs"
 awk -v o="$ours" -v p="$theirs" 'BEGIN { printf "PyTorch step / ours: %.2fx\n", p / o }'
-onednn_ours=$(awk -F, '{ for (i = 1; i < NF; i++) if ($i == "exec" && $(i + 1) == "cpu") { s += $NF; break } }
-  END { print s }' "$work/ours.txt")
-awk -v s="$onednn_ours" -v p="$theirs" -v steps=$((reps + 1)) \
-  'BEGIN { printf "PyTorch step / our oneDNN time alone (the ceiling of any change outside oneDNN): %.2fx\n", p / (s / steps) }'

@@ -111,8 +111,6 @@ public static class UNetProbe
             adam.Step(2e-4);
         });
         Console.WriteLine($"unet training step, batch 128: {step:F1} ms");
-        if (evaluation)
-            return;
         // The step's dropout alone, forward and backward, on the largest of its activations: libtorch's (a serial
         // Bernoulli draw) against ours (Models/ParallelDropout.cs), alternated.
         using var h = rand(128, 32, 28, 28).requires_grad_(true);

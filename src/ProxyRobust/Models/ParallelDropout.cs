@@ -45,9 +45,7 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
         long n = mask.numel();
         ulong threshold = (ulong)Math.Round((1 - p) * 4294967296.0);
         float kept = (float)(4294967296.0 / threshold);
-        nint address;
-        fixed (byte* bytes = mask.bytes)
-            address = (nint)bytes; // native memory, which the garbage collector never moves
+        var address = TensorCollectives.Address(mask);
         const long block = 1 << 16; // elements per task, even
         long blocks = (n + block - 1) / block;
         Parallel.For(

@@ -167,7 +167,8 @@ public static class NumericsCheck
             return F.conv2d(h, w[6], w[7], strides: [2, 2], padding: [1, 1]);
         }
 
-        static Tensor Attention(Tensor x, Tensor[] w) // as Models/UNet.cs's Attention
+        // Models/UNet.cs's Attention written out with its weights given: Native sits below Models (ArchitectureTests).
+        static Tensor Attention(Tensor x, Tensor[] w)
         {
             long n = x.shape[0],
                 c = x.shape[1],
