@@ -5,7 +5,9 @@ Prints one JSON object: training steps per second (forward, MSE loss, backward, 
 evaluations per second without gradients (what a sampler costs per step) at --sample-batch, plus DDIM sampling images
 per second at 10 steps (the sampler's own arithmetic included).
 usage: /usr/bin/python3 bench/pytorch_unet.py --threads 2 [--base 32] [--mults 1,2,2] [--res-blocks 2] [--train-only]
-(--train-only: the training steps alone, for bench/onednn-share.sh.)
+  [--channels-last]
+(--train-only: the training steps alone, for bench/onednn-share.sh; --channels-last: the network and its input in
+torch.channels_last, which on the 2-core Xeon of 2026-12-06 was slower than NCHW in PyTorch 1.13.)
 """
 import argparse, json, os, sys, time
 
@@ -16,8 +18,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from proxyrobust_unet import UNet  # noqa: E402
 
 
-def rate(f, reps):
-    f()
+def rate(f, reps, warmup=3):
+    # Warm-up calls first (page faults of the first allocations, oneDNN's primitive cache), as ProxyRobust.Bench does.
+    for _ in range(warmup):
+        f()
     start = time.perf_counter()
     for _ in range(reps):
         f()
@@ -34,10 +38,13 @@ def main():
     p.add_argument("--sample-batch", type=int, default=250)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--train-only", action="store_true")
+    p.add_argument("--channels-last", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     net = UNet(1, 28, 28, 10, a.base, tuple(int(m) for m in a.mults.split(",")), a.res_blocks, (), 0.1)
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 2e-4)
     x = torch.rand(a.train_batch, 1, 28, 28) * 2 - 1
     y = torch.randint(0, 10, (a.train_batch,))
@@ -47,7 +54,10 @@ def main():
         t = torch.randint(0, 1000, (a.train_batch,))
         noise = torch.randn_like(x)
         ab = abar[t].view(-1, 1, 1, 1)
-        loss = F.mse_loss(net(ab.sqrt() * x + (1 - ab).sqrt() * noise, t, y), noise)
+        z = ab.sqrt() * x + (1 - ab).sqrt() * noise
+        if a.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        loss = F.mse_loss(net(z, t, y), noise)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -79,7 +89,7 @@ def main():
                 eps = (z - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()
                 z = ab_s.sqrt() * x0 + (1 - ab_s).sqrt() * eps
 
-    ddim = rate(ddim10, max(1, a.reps // 3))
+    ddim = rate(ddim10, max(1, a.reps // 3), warmup=1)
     print(json.dumps({
         "torch": torch.__version__,
         "threads": a.threads,

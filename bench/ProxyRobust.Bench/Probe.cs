@@ -14,7 +14,8 @@ public static class Probe
     /// call.</summary>
     public static double Milliseconds(Action f, int reps)
     {
-        f();
+        for (int i = 0; i < 3; i++) // warm-up, as UNetBench and bench/pytorch_unet.py
+            f();
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < reps; i++)
             f();
@@ -79,7 +80,7 @@ public static class UNetProbe
 {
     /// <summary>One evaluation at batch 250 (unless <paramref name="evaluation"/> is false) and one training step at
     /// batch 128, each timed over <paramref name="reps"/> calls after a warm-up call.</summary>
-    public static void Run(int reps, bool evaluation = true)
+    public static void Run(int reps, bool evaluation = true, bool compareLayouts = false)
     {
         torch.manual_seed(0);
         using var ddpm = new Generative.Ddpm(UNetBench.Spec);
@@ -98,6 +99,23 @@ public static class UNetProbe
                 ddpm.Net.call(xs, ts, ys);
             });
             Console.WriteLine($"unet evaluation, batch 250: {eval:F1} ms");
+            for (int round = 0; round < (compareLayouts ? 3 : 0); round++)
+            {
+                var times = new[] { false, true }
+                    .Select(channelsLast =>
+                    {
+                        ddpm.Net.ChannelsLast = channelsLast;
+                        return Time(() =>
+                        {
+                            using var s = NewDisposeScope();
+                            using var g = no_grad();
+                            ddpm.Net.call(xs, ts, ys);
+                        });
+                    })
+                    .ToArray();
+                Console.WriteLine($"unet evaluation, NCHW / channels-last: {times[0]:F1} / {times[1]:F1} ms");
+            }
+            ddpm.Net.ChannelsLast = true;
         }
         ddpm.Net.train();
         using var x = rand(128, 1, 28, 28);
@@ -111,6 +129,27 @@ public static class UNetProbe
             adam.Step(2e-4);
         });
         Console.WriteLine($"unet training step, batch 128: {step:F1} ms");
+        // The two activation layouts of the same network (UNet.ChannelsLast), alternated so that a machine whose speed
+        // drifts affects both alike.
+        for (int round = 0; round < (compareLayouts ? 3 : 0); round++)
+        {
+            var times = new[] { false, true }
+                .Select(channelsLast =>
+                {
+                    ddpm.Net.ChannelsLast = channelsLast;
+                    return Time(() =>
+                    {
+                        using var s = NewDisposeScope();
+                        var loss = ddpm.Loss(x, y);
+                        ddpm.Net.zero_grad();
+                        loss.backward();
+                        adam.Step(2e-4);
+                    });
+                })
+                .ToArray();
+            Console.WriteLine($"unet training step, NCHW / channels-last: {times[0]:F1} / {times[1]:F1} ms");
+        }
+        ddpm.Net.ChannelsLast = true;
         // The step's dropout alone, forward and backward, on the largest of its activations: libtorch's (a serial
         // Bernoulli draw) against ours (Models/ParallelDropout.cs), alternated.
         using var h = rand(128, 32, 28, 28).requires_grad_(true);

@@ -26,7 +26,8 @@ if (args.Contains("--help") || args.Contains("-h"))
           --unet               diffusion UNet training and sampling vs PyTorch (--reps N)
           --store              page cache per random draw from a memory-mapped store
           --probe              time the pieces of a step (profiling): --arch small-cnn|preact-resnet18|unet, --reps N
-                               (unet-train: the UNet's training step alone)
+                               (unet-train: the UNet's training step alone; --layouts: then
+                               NCHW against channels-last, alternated)
           --allreduce          under mpiexec: all-reduce seconds by message size
           --threads N          torch threads (default: all cores)
         """
@@ -54,7 +55,7 @@ if (args.Contains("--probe"))
         foreach (var b in new[] { 64, 128, 256 })
             Probe.Run("small-cnn", b, 1, 28, reps);
     if (only is "unet" or "unet-train")
-        UNetProbe.Run(reps, evaluation: only == "unet");
+        UNetProbe.Run(reps, evaluation: only == "unet", compareLayouts: args.Contains("--layouts"));
     return 0;
 }
 if (args.Contains("--allreduce"))

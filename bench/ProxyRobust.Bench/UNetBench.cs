@@ -33,9 +33,12 @@ public static class UNetBench
         using var x = rand(trainBatch, 1, 28, 28);
         using var y = randint(0, 10, trainBatch);
         using var adam = new Adam(ddpm.Net);
-        double Rate(Action f, int n)
+        // Three warm-up calls (the first allocations' page faults, oneDNN's primitive cache, the JIT's tiers), as
+        // bench/pytorch_unet.py makes; the samplers, minutes long, get one.
+        double Rate(Action f, int n, int warmup = 3)
         {
-            f();
+            for (int i = 0; i < warmup; i++)
+                f();
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < n; i++)
                 f();
@@ -78,7 +81,11 @@ public static class UNetBench
                 var o = new SamplerOptions(kind, steps);
                 double perSecond =
                     sampleBatch
-                    * Rate(() => ddpm.Sample(ys, o, generator: new Generator(1)).Dispose(), steps >= 100 ? 1 : 2);
+                    * Rate(
+                        () => ddpm.Sample(ys, o, generator: new Generator(1)).Dispose(),
+                        steps >= 100 ? 1 : 2,
+                        warmup: 1
+                    );
                 sampling[$"{kind}/{steps}"] = perSecond;
                 Console.WriteLine($"  sampling {kind} {steps} evaluations: {perSecond:F1} img/s");
             }

@@ -66,7 +66,7 @@ public sealed class UNet : Module<Tensor, Tensor, Tensor, Tensor>
     private readonly ModuleList<Module<Tensor, Tensor, Tensor>> down;
     private readonly ModuleList<Module<Tensor, Tensor, Tensor>> middle;
     private readonly ModuleList<Module<Tensor, Tensor, Tensor>> up;
-    private readonly GroupNorm outNorm;
+    private readonly GroupNormSilu outNorm;
     private readonly Conv2d output;
     private readonly bool[] downIsSkip;
     private readonly bool[] upTakesSkip;
@@ -138,20 +138,13 @@ public sealed class UNet : Module<Tensor, Tensor, Tensor, Tensor>
         up = new ModuleList<Module<Tensor, Tensor, Tensor>>(upBlocks.ToArray());
         downIsSkip = [.. skipFlags];
         upTakesSkip = [.. takesSkip];
-        outNorm = GroupNorm(Groups(ch), ch);
+        outNorm = new GroupNormSilu(Groups(ch), ch, silu: true);
         output = Conv2d(ch, spec.Channels, 3, padding: 1);
         RegisterComponents();
         using (no_grad())
         {
             output.weight!.zero_();
             output.bias!.zero_();
-            // TorchSharp 0.107's GroupNorm leaves its affine parameters uninitialised (seen as NaN): set PyTorch's
-            // initial values (scale 1, shift 0) explicitly.
-            foreach (var norm in modules().OfType<GroupNorm>())
-            {
-                norm.weight!.fill_(1);
-                norm.bias!.zero_();
-            }
         }
     }
 
@@ -186,7 +179,10 @@ public sealed class UNet : Module<Tensor, Tensor, Tensor, Tensor>
         using var scope = NewDisposeScope();
         var e = timeOut.call(functional.silu(timeIn.call(TimeEmbedding(t, Spec.BaseChannels))));
         e = e + classEmbedding.call(labels);
-        var h = input.call(x);
+        // Channels-last from the first convolution's output on (that convolution, one input channel, stays NCHW):
+        // oneDNN then runs every other convolution on the activations as they are, without reordering them into its
+        // blocked layout and back, and GroupNormSilu has its fused kernels for that layout (bench/RESULTS.md).
+        var h = ChannelsLast ? Classifier.ToChannelsLast(input.call(x)) : input.call(x);
         var skips = new Stack<Tensor>();
         skips.Push(h);
         for (int i = 0; i < down.Count; i++)
@@ -199,17 +195,22 @@ public sealed class UNet : Module<Tensor, Tensor, Tensor, Tensor>
             h = m.call(h, e);
         for (int i = 0; i < up.Count; i++)
             h = up[i].call(upTakesSkip[i] ? cat([h, skips.Pop()], 1) : h, e);
-        return output.call(functional.silu(outNorm.call(h))).MoveToOuterDisposeScope();
+        return output.call(outNorm.call(h)).MoveToOuterDisposeScope();
     }
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
+
+    /// <summary>Whether activations after the first convolution are kept channels-last (the default, faster on CPU;
+    /// bench/RESULTS.md) or NCHW; the weights and the results are the same either way, up to float32
+    /// rounding.</summary>
+    public bool ChannelsLast { get; set; } = true;
 }
 
 /// <summary>A residual block conditioned on the embedding: h = conv(SiLU(GN(x))) + W e; out = skip(x) +
 /// conv(dropout(SiLU(GN(h)))), the last convolution zero-initialised so every block starts as the identity.</summary>
 internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
 {
-    private readonly GroupNorm norm1,
+    private readonly GroupNormSilu norm1,
         norm2;
     private readonly Conv2d conv1,
         conv2;
@@ -220,10 +221,10 @@ internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
     public ResBlock(int inCh, int outCh, int emb, double p)
         : base("ResBlock")
     {
-        norm1 = GroupNorm(UNet.Groups(inCh), inCh);
+        norm1 = new GroupNormSilu(UNet.Groups(inCh), inCh, silu: true);
         conv1 = Conv2d(inCh, outCh, 3, padding: 1);
         embedding = Linear(emb, outCh);
-        norm2 = GroupNorm(UNet.Groups(outCh), outCh);
+        norm2 = new GroupNormSilu(UNet.Groups(outCh), outCh, silu: true);
         dropout = new ParallelDropout(p);
         conv2 = Conv2d(outCh, outCh, 3, padding: 1);
         skip = inCh == outCh ? null : Conv2d(inCh, outCh, 1);
@@ -238,9 +239,9 @@ internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor e)
     {
         using var scope = NewDisposeScope();
-        var h = conv1.call(functional.silu(norm1.call(x)));
+        var h = conv1.call(norm1.call(x));
         h = h + embedding.call(functional.silu(e)).unsqueeze(-1).unsqueeze(-1);
-        h = conv2.call(dropout.call(functional.silu(norm2.call(h))));
+        h = conv2.call(dropout.call(norm2.call(h)));
         return ((skip is null ? x : skip.call(x)) + h).MoveToOuterDisposeScope();
     }
 }
@@ -249,14 +250,14 @@ internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
 /// starts at zero.</summary>
 internal sealed class Attention : Module<Tensor, Tensor, Tensor>
 {
-    private readonly GroupNorm norm;
+    private readonly GroupNormSilu norm;
     private readonly Conv2d qkv,
         proj;
 
     public Attention(int ch)
         : base("Attention")
     {
-        norm = GroupNorm(UNet.Groups(ch), ch);
+        norm = new GroupNormSilu(UNet.Groups(ch), ch, silu: false);
         qkv = Conv2d(ch, 3 * ch, 1);
         proj = Conv2d(ch, ch, 1);
         RegisterComponents();
@@ -273,10 +274,13 @@ internal sealed class Attention : Module<Tensor, Tensor, Tensor>
         long n = x.shape[0],
             c = x.shape[1],
             hw = x.shape[2] * x.shape[3];
-        var parts = qkv.call(norm.call(x)).view(n, 3, c, hw).unbind(1);
+        // reshape, not view: a channels-last qkv output is copied to this [n, 3, c, hw] layout.
+        var parts = qkv.call(norm.call(x)).reshape(n, 3, c, hw).unbind(1);
         var (q, k, v) = (parts[0], parts[1], parts[2]);
         var weights = functional.softmax(q.transpose(1, 2).bmm(k) / Math.Sqrt(c), -1); // [n, hw, hw]
         var attended = v.bmm(weights.transpose(1, 2)).view(x.shape);
+        if (GroupNormSilu.IsChannelsLastFloat(x))
+            attended = Classifier.ToChannelsLast(attended);
         return (x + proj.call(attended)).MoveToOuterDisposeScope();
     }
 }
