@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 13's UNet goal (1.5x PyTorch 1.13 per training step): how much of a step both sides spend inside oneDNN.
 # Both run the same diffusion UNet's training step (batch 128, forward, MSE, backward, Adam) with oneDNN's verbose log
-# on, which times every primitive it executes (convolutions, and the reorders between libtorch's NCHW tensors and
-# oneDNN's blocked layout). Whatever a step spends outside oneDNN is each framework's own work (GroupNorm, SiLU,
+# on, which times every primitive it executes (convolutions, and reorders: PyTorch's NCHW activations go to oneDNN's
+# blocked layout and back around every convolution; ours are channels-last, which oneDNN convolves as they are, so
+# little is reordered). Whatever a step spends outside oneDNN is each framework's own work (GroupNorm, SiLU,
 # additions, autograd, Adam). If PyTorch's whole step is less than 1.5x our time inside oneDNN alone, no change around
 # the kernels can reach 1.5x.
 #   bench/onednn-share.sh [THREADS] [REPS]     (defaults 2 and 10; needs Debian's python3-torch)
@@ -24,11 +25,11 @@ DNNL_VERBOSE=1 ONEDNN_VERBOSE=1 /usr/bin/python3 bench/pytorch_unet.py --threads
   --train-only > "$work/pytorch.txt"
 theirs=$(sed -nE 's/.*"trainStepMilliseconds": ([0-9.]+).*/\1/p' "$work/pytorch.txt")
 
-# Sums the verbose log's execution times (its last field, ms) by primitive kind, per step: the log covers the
-# warm-up step and REPS timed steps on both sides. With a fourth argument (PyTorch's step, ms), also the ratio of that
+# Sums the verbose log's execution times (its last field, ms) by primitive kind, per step: the log covers the 3
+# warm-up steps and REPS timed steps on both sides. With a fourth argument (PyTorch's step, ms), also the ratio of that
 # step to this side's oneDNN time alone.
 summarise() {
-  awk -F, -v steps=$((reps + 1)) -v wall="$2" -v name="$3" -v pytorch="${4:-}" '
+  awk -F, -v steps=$((reps + 3)) -v wall="$2" -v name="$3" -v pytorch="${4:-}" '
     { for (i = 1; i < NF; i++) if ($i == "exec" && $(i + 1) == "cpu") { t[$(i + 2)] += $NF; all += $NF; break } }
     END {
       printf "%-12s step %8.1f ms wall, %8.1f ms in oneDNN (%4.1f%%):", name, wall, all / steps, 100 * all / steps / wall

@@ -5,9 +5,11 @@ Prints one JSON object: training steps per second (forward, MSE loss, backward, 
 evaluations per second without gradients (what a sampler costs per step) at --sample-batch, plus DDIM sampling images
 per second at 10 steps (the sampler's own arithmetic included).
 usage: /usr/bin/python3 bench/pytorch_unet.py --threads 2 [--base 32] [--mults 1,2,2] [--res-blocks 2] [--train-only]
-  [--channels-last]
-(--train-only: the training steps alone, for bench/onednn-share.sh; --channels-last: the network and its input in
-torch.channels_last, which on the 2-core Xeon of 2026-12-06 was slower than NCHW in PyTorch 1.13.)
+  [--no-ddim] [--channels-last]
+(--train-only: the training steps alone, for bench/onednn-share.sh; --no-ddim: without the sampling, for
+bench/unet-pairs.sh; --channels-last: the network and its input in torch.channels_last, which in PyTorch 1.13 was
+slower than NCHW for this UNet's training step on the 2-core Xeon of 2026-12-06: 2,426 / 2,076 ms against 2,199 /
+1,955, alternated.)
 """
 import argparse, json, os, sys, time
 
@@ -39,6 +41,7 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--no-ddim", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -89,14 +92,14 @@ def main():
                 eps = (z - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()
                 z = ab_s.sqrt() * x0 + (1 - ab_s).sqrt() * eps
 
-    ddim = rate(ddim10, max(1, a.reps // 3), warmup=1)
+    ddim = None if a.no_ddim else rate(ddim10, max(1, a.reps // 3), warmup=1)
     print(json.dumps({
         "torch": torch.__version__,
         "threads": a.threads,
         "parameters": sum(p.numel() for p in net.parameters()),
         "trainImagesPerSecond": train_steps * a.train_batch,
         "evaluationsPerSecond": evals * a.sample_batch,
-        "ddim10ImagesPerSecond": ddim * a.sample_batch,
+        "ddim10ImagesPerSecond": None if ddim is None else ddim * a.sample_batch,
     }))
 
 

@@ -123,7 +123,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             var (xAt, yAt) = (TensorCollectives.Address(xNhwc), TensorCollectives.Address(output));
             var (gammaAt, betaAt) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
             int c = (int)channels;
-            ForEachImage(
+            CpuParallel.For(
                 n,
                 i =>
                 {
@@ -199,7 +199,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 TensorCollectives.Address(dx)
             );
             var (gammaAt, betaAt) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
-            ForEachImage(
+            CpuParallel.For(
                 n,
                 i =>
                 {
@@ -304,10 +304,6 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             var twoToN = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
             return p * twoToN;
         }
-
-        /// <summary>Runs <paramref name="body"/> for every image, on as many threads as torch uses.</summary>
-        private static void ForEachImage(long n, Action<long> body) =>
-            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, get_num_threads()) }, body);
 
         /// <summary>sum[c] = sum over pixels of x[p, c].</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: no slow first tier

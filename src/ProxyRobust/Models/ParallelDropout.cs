@@ -6,15 +6,15 @@ using static TorchSharp.torch;
 namespace ProxyRobust.Models;
 
 /// <summary>
-/// Inverted dropout (Srivastava et al. 2014) whose mask is drawn on all cores. libtorch 2.10's dropout draws its
-/// Bernoulli numbers with a serial kernel (one thread, torch's Mersenne Twister): 27 ms forward and backward on one
-/// 128x32x28x28 activation on 2 cores against 9 ms here, about 150 ms of a diffusion UNet's 1.4 s training step
-/// (bench/RESULTS.md); PyTorch 1.13 used MKL's parallel generator. Here each element keeps its value with probability
-/// q = 1 - p, decided by a counter-based generator: SplitMix64's output function (Steele et al. 2014) of (seed, element
-/// index), 32 bits per element, so the mask does not depend on the thread count or on how the work is split. The seed
-/// is one number drawn from torch's global generator, so torch.manual_seed still fixes the masks (a resumed run draws
-/// the same). Kept values are scaled by 2^32 / threshold, the exact inverse of the quantised keep probability, so the
-/// mask's mean is exactly 1.
+/// Inverted dropout (Srivastava et al. 2014) whose mask is drawn on all of torch's threads, 16 elements per vector
+/// step. libtorch 2.10's dropout draws its Bernoulli numbers with a serial kernel (one thread, torch's Mersenne
+/// Twister): 26 ms forward and backward on one 128x32x28x28 activation on 2 cores against 3.5 ms here, about 150 ms of
+/// a diffusion UNet's 1.4 s training step (bench/RESULTS.md); PyTorch 1.13 used MKL's parallel generator. Here each
+/// element keeps its value with probability q = 1 - p, decided by a counter-based generator: SplitMix64's output
+/// function (Steele et al. 2014) of (seed, element index), 32 bits per element, so the mask does not depend on the
+/// thread count or on how the work is split. The seed is one number drawn from torch's global generator, so
+/// torch.manual_seed still fixes the masks (a resumed run draws the same). Kept values are scaled by 2^32 / threshold,
+/// the exact inverse of the quantised keep probability, so the mask's mean is exactly 1.
 /// </summary>
 public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
 {
@@ -58,40 +58,39 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
         var address = TensorCollectives.Address(mask);
         const long block = 1 << 16; // elements per task, even
         long blocks = (n + block - 1) / block;
-        Parallel.For(
-            0,
+        CpuParallel.For(
             blocks,
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        (b) =>
-            {
-                float* values = (float*)address;
-                long from = b * block,
-                    to = Math.Min(n, from + block);
-                long i = from;
-                if (threshold <= uint.MaxValue)
-                {
-                    // 16 elements from 8 draws at a time: a draw's 32-bit halves, read as two uint lanes, are the
-                    // low and high halves in element order (little-endian), the scalar loop's definition below.
-                    var lanes = Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
-                    var below = Vector512.Create((uint)threshold);
-                    var keep = Vector512.Create(kept);
-                    for (; i + 16 <= to; i += 16)
-                    {
-                        var r = Mix(Vector512.Create(seed), Vector512.Create((ulong)i >> 1) + lanes);
-                        var kept16 = Vector512.LessThan(r.AsUInt32(), below).AsSingle();
-                        Vector512.Store(Vector512.ConditionalSelect(kept16, keep, Vector512<float>.Zero), values + i);
-                    }
-                }
-                for (; i < to; i += 2)
-                {
-                    ulong r = Mix(seed, (ulong)i >> 1);
-                    values[i] = (r & 0xFFFFFFFF) < threshold ? kept : 0f;
-                    if (i + 1 < to)
-                        values[i + 1] = (r >> 32) < threshold ? kept : 0f;
-                }
-            }
+            b => Fill((float*)address, b * block, Math.Min(n, (b + 1) * block), seed, threshold, kept)
         );
         return mask;
+    }
+
+    /// <summary>Mask elements [from, to) (from even): kept or 0 by Mix(seed, i / 2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a hot loop: no slow first tier
+    private static unsafe void Fill(float* values, long from, long to, ulong seed, ulong threshold, float kept)
+    {
+        long i = from;
+        if (threshold <= uint.MaxValue)
+        {
+            // 16 elements from 8 draws at a time: a draw's 32-bit halves, read as two uint lanes, are the low and
+            // high halves in element order (little-endian), the scalar loop's definition below.
+            var lanes = Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
+            var below = Vector512.Create((uint)threshold);
+            var keep = Vector512.Create(kept);
+            for (; i + 16 <= to; i += 16)
+            {
+                var r = Mix(Vector512.Create(seed), Vector512.Create((ulong)i >> 1) + lanes);
+                var kept16 = Vector512.LessThan(r.AsUInt32(), below).AsSingle();
+                Vector512.Store(Vector512.ConditionalSelect(kept16, keep, Vector512<float>.Zero), values + i);
+            }
+        }
+        for (; i < to; i += 2)
+        {
+            ulong r = Mix(seed, (ulong)i >> 1);
+            values[i] = (r & 0xFFFFFFFF) < threshold ? kept : 0f;
+            if (i + 1 < to)
+                values[i + 1] = (r >> 32) < threshold ? kept : 0f;
+        }
     }
 
     /// <summary><see cref="Mix(ulong, ulong)"/> on 8 counters at once.</summary>
