@@ -79,77 +79,58 @@ public static class Probe
 public static class UNetProbe
 {
     /// <summary>One evaluation at batch 250 (unless <paramref name="evaluation"/> is false) and one training step at
-    /// batch 128, each timed over <paramref name="reps"/> calls after a warm-up call.</summary>
+    /// batch 128, each timed over <paramref name="reps"/> calls after 3 warm-up calls.</summary>
     public static void Run(int reps, bool evaluation = true, bool compareLayouts = false)
     {
         torch.manual_seed(0);
         using var ddpm = new Generative.Ddpm(UNetBench.Spec);
         using var adam = new Generative.Adam(ddpm.Net);
         double Time(Action f) => Probe.Milliseconds(f, reps);
-        if (evaluation)
+        // With --layouts: the two activation layouts of the same network (UNet.ChannelsLast), alternated so that a
+        // machine whose speed drifts affects both alike.
+        void CompareLayouts(string what, Action f)
         {
-            ddpm.Net.eval();
-            using var xs = randn(250, 1, 28, 28);
-            using var ys = randint(0, 10, 250);
-            using var ts = full(250, 500, dtype: ScalarType.Int64);
-            double eval = Time(() =>
-            {
-                using var s = NewDisposeScope();
-                using var g = no_grad();
-                ddpm.Net.call(xs, ts, ys);
-            });
-            Console.WriteLine($"unet evaluation, batch 250: {eval:F1} ms");
             for (int round = 0; round < (compareLayouts ? 3 : 0); round++)
             {
                 var times = new[] { false, true }
                     .Select(channelsLast =>
                     {
                         ddpm.Net.ChannelsLast = channelsLast;
-                        return Time(() =>
-                        {
-                            using var s = NewDisposeScope();
-                            using var g = no_grad();
-                            ddpm.Net.call(xs, ts, ys);
-                        });
+                        return Time(f);
                     })
                     .ToArray();
-                Console.WriteLine($"unet evaluation, NCHW / channels-last: {times[0]:F1} / {times[1]:F1} ms");
+                Console.WriteLine($"unet {what}, NCHW / channels-last: {times[0]:F1} / {times[1]:F1} ms");
             }
             ddpm.Net.ChannelsLast = true;
+        }
+        if (evaluation)
+        {
+            ddpm.Net.eval();
+            using var xs = randn(250, 1, 28, 28);
+            using var ys = randint(0, 10, 250);
+            using var ts = full(250, 500, dtype: ScalarType.Int64);
+            void Evaluate()
+            {
+                using var s = NewDisposeScope();
+                using var g = no_grad();
+                ddpm.Net.call(xs, ts, ys);
+            }
+            Console.WriteLine($"unet evaluation, batch 250: {Time(Evaluate):F1} ms");
+            CompareLayouts("evaluation", Evaluate);
         }
         ddpm.Net.train();
         using var x = rand(128, 1, 28, 28);
         using var y = randint(0, 10, 128);
-        double step = Time(() =>
+        void TrainingStep()
         {
             using var s = NewDisposeScope();
             var loss = ddpm.Loss(x, y);
             ddpm.Net.zero_grad();
             loss.backward();
             adam.Step(2e-4);
-        });
-        Console.WriteLine($"unet training step, batch 128: {step:F1} ms");
-        // The two activation layouts of the same network (UNet.ChannelsLast), alternated so that a machine whose speed
-        // drifts affects both alike.
-        for (int round = 0; round < (compareLayouts ? 3 : 0); round++)
-        {
-            var times = new[] { false, true }
-                .Select(channelsLast =>
-                {
-                    ddpm.Net.ChannelsLast = channelsLast;
-                    return Time(() =>
-                    {
-                        using var s = NewDisposeScope();
-                        var loss = ddpm.Loss(x, y);
-                        ddpm.Net.zero_grad();
-                        loss.backward();
-                        adam.Step(2e-4);
-                    });
-                })
-                .ToArray();
-            Console.WriteLine($"unet training step, NCHW / channels-last: {times[0]:F1} / {times[1]:F1} ms");
         }
-        ddpm.Net.ChannelsLast = true;
+        Console.WriteLine($"unet training step, batch 128: {Time(TrainingStep):F1} ms");
+        CompareLayouts("training step", TrainingStep);
         // The step's dropout alone, forward and backward, on the largest of its activations: libtorch's (a serial
         // Bernoulli draw) against ours (Models/ParallelDropout.cs), alternated.
         using var h = rand(128, 32, 28, 28).requires_grad_(true);

@@ -133,35 +133,28 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         bs = (float*)betaAt;
                     float* xi = xs + i * pixels * c,
                         yi = ys + i * pixels * c;
-                    Span<float> sums = stackalloc float[c];
-                    Span<float> centre = stackalloc float[c];
-                    Span<float> scale = stackalloc float[c];
-                    Span<float> shift = stackalloc float[c];
-                    fixed (
-                        float* sum = sums,
-                            mean = centre,
-                            a = scale,
-                            b = shift
-                    )
+                    float* perChannel = stackalloc float[4 * c]; // sums, means, scales, shifts
+                    float* sum = perChannel,
+                        mean = perChannel + c,
+                        a = perChannel + 2 * c,
+                        b = perChannel + 3 * c;
+                    ChannelSums(xi, pixels, c, sum);
+                    GroupAverage(sum, c, groups, pixels, mean);
+                    ChannelSquares(xi, pixels, c, mean, sum);
+                    GroupAverage(sum, c, groups, pixels, a); // a = var per channel's group
+                    for (int ch = 0; ch < c; ch++)
                     {
-                        ChannelSums(xi, pixels, c, sum);
-                        GroupAverage(sum, c, groups, pixels, mean);
-                        ChannelSquares(xi, pixels, c, mean, sum);
-                        GroupAverage(sum, c, groups, pixels, a); // a = var per channel's group
-                        for (int ch = 0; ch < c; ch++)
+                        float rstd = (float)(1 / Math.Sqrt(a[ch] + eps));
+                        a[ch] = gs[ch] * rstd;
+                        b[ch] = bs[ch] - mean[ch] * a[ch];
+                        if (ch % (c / groups) == 0)
                         {
-                            float rstd = (float)(1 / Math.Sqrt(a[ch] + eps));
-                            a[ch] = gs[ch] * rstd;
-                            b[ch] = bs[ch] - mean[ch] * a[ch];
-                            if (ch % (c / groups) == 0)
-                            {
-                                long g = i * groups + ch / (c / groups);
-                                stats[2 * g] = mean[ch];
-                                stats[2 * g + 1] = rstd;
-                            }
+                            long g = i * groups + ch / (c / groups);
+                            stats[2 * g] = mean[ch];
+                            stats[2 * g + 1] = rstd;
                         }
-                        ScaleShift(xi, yi, pixels, c, a, b, silu);
                     }
+                    ScaleShift(xi, yi, pixels, c, a, b, silu);
                 }
             );
             statistics = stats;
@@ -209,62 +202,55 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         gs = (float*)gammaAt,
                         bs = (float*)betaAt;
                     long offset = i * pixels * c;
-                    Span<float> means = stackalloc float[c];
-                    Span<float> rstds = stackalloc float[c];
-                    Span<float> dzXhat = stackalloc float[c];
-                    Span<float> dzSum = stackalloc float[c];
-                    fixed (
-                        float* mean = means,
-                            rstd = rstds,
-                            sdzx = dzXhat,
-                            sdz = dzSum
-                    )
+                    float* perChannel = stackalloc float[4 * c]; // means, rstds, sums of dz xhat and of dz
+                    float* mean = perChannel,
+                        rstd = perChannel + c,
+                        sdzx = perChannel + 2 * c,
+                        sdz = perChannel + 3 * c;
+                    for (int ch = 0; ch < c; ch++)
                     {
-                        for (int ch = 0; ch < c; ch++)
-                        {
-                            long g = i * groups + ch / perGroup;
-                            mean[ch] = statistics[2 * g];
-                            rstd[ch] = statistics[2 * g + 1];
-                        }
-                        // Pass 1: dz (kept in dx's memory) and its per-channel sums.
-                        GradientOfNormalised(
-                            xs + offset,
-                            dys + offset,
-                            dxs + offset,
-                            pixels,
-                            c,
-                            mean,
-                            rstd,
-                            gs,
-                            bs,
-                            silu,
-                            sdzx,
-                            sdz
-                        );
-                        for (int ch = 0; ch < c; ch++)
-                        {
-                            partials[(i * c + ch) * 2] = sdzx[ch];
-                            partials[(i * c + ch) * 2 + 1] = sdz[ch];
-                        }
-                        // Group means of gamma dz (into sdz) and of gamma dz xhat (into sdzx), over P * perGroup.
-                        for (int g = 0; g < groups; g++)
-                        {
-                            double a = 0,
-                                b = 0;
-                            for (int ch = g * perGroup; ch < (g + 1) * perGroup; ch++)
-                            {
-                                a += (double)gs[ch] * sdz[ch];
-                                b += (double)gs[ch] * sdzx[ch];
-                            }
-                            for (int ch = g * perGroup; ch < (g + 1) * perGroup; ch++)
-                            {
-                                sdz[ch] = (float)(a / (pixels * perGroup));
-                                sdzx[ch] = (float)(b / (pixels * perGroup));
-                            }
-                        }
-                        // Pass 2: dx = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)), in place.
-                        InputGradient(xs + offset, dxs + offset, pixels, c, mean, rstd, gs, sdz, sdzx);
+                        long g = i * groups + ch / perGroup;
+                        mean[ch] = statistics[2 * g];
+                        rstd[ch] = statistics[2 * g + 1];
                     }
+                    // Pass 1: dz (kept in dx's memory) and its per-channel sums.
+                    GradientOfNormalised(
+                        xs + offset,
+                        dys + offset,
+                        dxs + offset,
+                        pixels,
+                        c,
+                        mean,
+                        rstd,
+                        gs,
+                        bs,
+                        silu,
+                        sdzx,
+                        sdz
+                    );
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        partials[(i * c + ch) * 2] = sdzx[ch];
+                        partials[(i * c + ch) * 2 + 1] = sdz[ch];
+                    }
+                    // Group means of gamma dz (into sdz) and of gamma dz xhat (into sdzx), over P * perGroup.
+                    for (int g = 0; g < groups; g++)
+                    {
+                        double a = 0,
+                            b = 0;
+                        for (int ch = g * perGroup; ch < (g + 1) * perGroup; ch++)
+                        {
+                            a += (double)gs[ch] * sdz[ch];
+                            b += (double)gs[ch] * sdzx[ch];
+                        }
+                        for (int ch = g * perGroup; ch < (g + 1) * perGroup; ch++)
+                        {
+                            sdz[ch] = (float)(a / (pixels * perGroup));
+                            sdzx[ch] = (float)(b / (pixels * perGroup));
+                        }
+                    }
+                    // Pass 2: dx = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)), in place.
+                    InputGradient(xs + offset, dxs + offset, pixels, c, mean, rstd, gs, sdz, sdzx);
                 }
             );
             var dWeight = new float[c];
