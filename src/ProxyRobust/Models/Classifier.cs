@@ -72,6 +72,16 @@ public sealed class Classifier : Module<Tensor, Tensor>
         using var nhwc = t.permute(0, 2, 3, 1).contiguous();
         return nhwc.permute(0, 3, 1, 2);
     }
+
+    /// <summary>True when a 4-D tensor's memory is what <see cref="ToChannelsLast"/> makes: NHWC, without
+    /// gaps.</summary>
+    public static bool IsChannelsLast(Tensor t)
+    {
+        if (t.dim() != 4)
+            return false;
+        using var nhwc = t.permute(0, 2, 3, 1);
+        return nhwc.is_contiguous();
+    }
 }
 
 /// <summary>An architecture whose logits are a linear map of features it can return on their own.</summary>

@@ -53,16 +53,9 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
         return Function.apply(x, weight, bias, groups, eps, silu);
     }
 
-    /// <summary>True for a 4-D float32 CPU tensor whose memory is NHWC-contiguous (channels-last strides).</summary>
-    internal static bool IsChannelsLastFloat(Tensor x)
-    {
-        if (x.dim() != 4 || x.dtype != ScalarType.Float32 || x.device.type != DeviceType.CPU)
-            return false;
-        long c = x.shape[1],
-            h = x.shape[2],
-            w = x.shape[3];
-        return x.stride(1) == 1 && x.stride(3) == c && x.stride(2) == c * w && x.stride(0) == c * w * h;
-    }
+    /// <summary>True for a float32 CPU tensor in channels-last memory: what the fused kernels take.</summary>
+    internal static bool IsChannelsLastFloat(Tensor x) =>
+        x.dtype == ScalarType.Float32 && x.device.type == DeviceType.CPU && Classifier.IsChannelsLast(x);
 
     private sealed class Function : autograd.SingleTensorFunction<Function>
     {
@@ -234,21 +227,13 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         partials[(i * c + ch) * 2 + 1] = sdz[ch];
                     }
                     // Group means of gamma dz (into sdz) and of gamma dz xhat (into sdzx), over P * perGroup.
-                    for (int g = 0; g < groups; g++)
+                    for (int ch = 0; ch < c; ch++)
                     {
-                        double a = 0,
-                            b = 0;
-                        for (int ch = g * perGroup; ch < (g + 1) * perGroup; ch++)
-                        {
-                            a += (double)gs[ch] * sdz[ch];
-                            b += (double)gs[ch] * sdzx[ch];
-                        }
-                        for (int ch = g * perGroup; ch < (g + 1) * perGroup; ch++)
-                        {
-                            sdz[ch] = (float)(a / (pixels * perGroup));
-                            sdzx[ch] = (float)(b / (pixels * perGroup));
-                        }
+                        sdz[ch] *= gs[ch];
+                        sdzx[ch] *= gs[ch];
                     }
+                    GroupAverage(sdz, c, groups, pixels, sdz);
+                    GroupAverage(sdzx, c, groups, pixels, sdzx);
                     // Pass 2: dx = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)), in place.
                     InputGradient(xs + offset, dxs + offset, pixels, c, mean, rstd, gs, sdz, sdzx);
                 }
@@ -329,7 +314,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             }
         }
 
-        /// <summary>to[c] = the average over the pixels and channels of c's group, from per-channel sums.</summary>
+        /// <summary>to[c] = the average over the pixels and channels of c's group, from per-channel sums (to may be
+        /// sum: each group is read before it is written).</summary>
         private static void GroupAverage(float* sum, int c, int groups, long pixels, float* to)
         {
             int perGroup = c / groups;

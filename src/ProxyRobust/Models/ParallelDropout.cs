@@ -35,7 +35,7 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
         if (x.device.type != DeviceType.CPU || x.dtype != ScalarType.Float32)
             return nn.functional.dropout(x, p, training: true);
         using var seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64);
-        if (!x.is_contiguous() && GroupNormSilu.IsChannelsLastFloat(x))
+        if (!x.is_contiguous() && Classifier.IsChannelsLast(x))
         {
             // A channels-last activation gets its mask in the same memory order, so the product is one pass over
             // both in step (an NCHW mask would make libtorch walk one of them with strides).

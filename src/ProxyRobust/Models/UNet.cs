@@ -279,7 +279,7 @@ internal sealed class Attention : Module<Tensor, Tensor, Tensor>
         var (q, k, v) = (parts[0], parts[1], parts[2]);
         var weights = functional.softmax(q.transpose(1, 2).bmm(k) / Math.Sqrt(c), -1); // [n, hw, hw]
         var attended = v.bmm(weights.transpose(1, 2)).view(x.shape);
-        if (GroupNormSilu.IsChannelsLastFloat(x))
+        if (Classifier.IsChannelsLast(x))
             attended = Classifier.ToChannelsLast(attended);
         return (x + proj.call(attended)).MoveToOuterDisposeScope();
     }
