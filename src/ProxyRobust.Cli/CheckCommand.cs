@@ -17,7 +17,16 @@ internal static class CheckCommand
             {
                 Shared.StartTorch(0);
                 var report = NumericsCheck.Run();
-                Console.WriteLine(report.OneDnn.Enabled ? "oneDNN: on" : $"oneDNN: off ({report.OneDnn.Reason})");
+                Console.WriteLine(
+                    report.OneDnn switch
+                    {
+                        { Enabled: false, Reason: var why } => $"oneDNN: off ({why})",
+                        { RepairedCaches: { } caches } =>
+                            "oneDNN: on, with the cache sizes of CPUID's older AMD leaves "
+                                + $"({caches}), as this CPU's leaf 0x8000001D is empty",
+                        _ => "oneDNN: on",
+                    }
+                );
                 foreach (var c in report.Cases)
                     Console.WriteLine(
                         $"{(c.Passed ? "ok   " : "WRONG")} {c.Name}: relative error {c.RelativeError:G3}"

@@ -65,13 +65,97 @@ public sealed class OneDnnGuardTests
     {
         string? Wrong() => "caches of 1 B";
         string? Right() => null;
-        Assert.Equal(new OneDnnState(false, "caches of 1 B"), OneDnnGuard.Decide(null, Wrong));
-        Assert.Equal(new OneDnnState(false, "caches of 1 B"), OneDnnGuard.Decide("auto", Wrong));
-        Assert.Equal(new OneDnnState(true, null), OneDnnGuard.Decide(null, Right));
-        Assert.Equal(new OneDnnState(true, null), OneDnnGuard.Decide(" ON ", Wrong));
-        Assert.False(OneDnnGuard.Decide("off", Right).Enabled);
-        var e = Assert.Throws<ArgumentException>(() => OneDnnGuard.Decide("maybe", Right));
+        var sizes = new CacheSizes(48 << 10, 1 << 20, 4 << 20);
+        int repairs = 0;
+        CacheSizes Repairs()
+        {
+            repairs++;
+            return sizes;
+        }
+        CacheSizes Fails() => throw new InvalidOperationException("no older leaves");
+        CacheSizes Unexpected() => throw new Xunit.Sdk.XunitException("repair called where it should not be");
+
+        // Wrong caches: repaired where the repair succeeds, off (saying both whys) where it does not.
+        Assert.Equal(new OneDnnState(true, null, sizes), OneDnnGuard.Decide(null, Wrong, Repairs));
+        Assert.Equal(new OneDnnState(true, null, sizes), OneDnnGuard.Decide("auto", Wrong, Repairs));
+        Assert.Equal(2, repairs);
+        Assert.Equal(
+            new OneDnnState(false, "caches of 1 B; its cache sizes could not be repaired: no older leaves"),
+            OneDnnGuard.Decide(null, Wrong, Fails)
+        );
+        // Right caches and the overrides: no repair.
+        Assert.Equal(new OneDnnState(true, null), OneDnnGuard.Decide(null, Right, Unexpected));
+        Assert.Equal(new OneDnnState(true, null), OneDnnGuard.Decide(" ON ", Wrong, Unexpected));
+        Assert.False(OneDnnGuard.Decide("off", Wrong, Unexpected).Enabled);
+        var e = Assert.Throws<ArgumentException>(() => OneDnnGuard.Decide("maybe", Right, Unexpected));
         Assert.Contains(OneDnnGuard.OverrideVariable, e.Message);
+    }
+
+    [Fact]
+    public void The_older_amd_leaves_give_the_cache_sizes_with_l3_limited_per_core()
+    {
+        // The EPYC VM of 2026-12-06 as it answered: 0x80000005 ECX 300c0140 (48 KiB L1d), 0x80000006 ECX 04006140
+        // (1024 KiB L2), EDX 0fe09140 (1016 x 512 KiB = 508 MiB L3, shared by cores it does not count).
+        CpuId Vm(uint leaf, uint sub) =>
+            leaf switch
+            {
+                0x80000000 => new(0x80000021, 0, 0, 0),
+                0x80000005 => new(0xff60ff40, 0xff60ff40, 0x300c0140, 0x20080140),
+                0x80000006 => new(0x40802040, 0x60804040, 0x04006140, 0x0fe09140),
+                _ => default,
+            };
+        Assert.Equal(
+            new CacheSizes(48 << 10, 1 << 20, OneDnnCacheRepair.L3PerCoreLimit),
+            OneDnnCacheRepair.LegacyCacheSizes(Vm)
+        );
+        // An L3 below the limit is kept as it is (2 MiB: EDX[31:18] = 4).
+        CpuId SmallL3(uint leaf, uint sub) => leaf == 0x80000006 ? new(0, 0, 0x04006140, 4u << 18) : Vm(leaf, sub);
+        Assert.Equal(2u << 20, OneDnnCacheRepair.LegacyCacheSizes(SmallL3)!.Value.L3);
+        // Leaves missing (highest extended leaf below 0x80000006) or empty: nothing to repair with.
+        Assert.Null(
+            OneDnnCacheRepair.LegacyCacheSizes(
+                (leaf, sub) => leaf == 0x80000000 ? new(0x80000005, 0, 0, 0) : Vm(leaf, sub)
+            )
+        );
+        Assert.Null(OneDnnCacheRepair.LegacyCacheSizes((leaf, sub) => leaf == 0x80000005 ? default : Vm(leaf, sub)));
+    }
+
+    [Fact]
+    public void Xbyaks_cpu_description_is_found_by_its_layout_and_nowhere_else()
+    {
+        // Xbyak's Cpu (oneDNN 3.7.1's xbyak_util.h) written out by hand: type masks, x2APIC flag, two core counts,
+        // ten cache sizes, ten sharing counts, the number of levels.
+        static byte[] Cpu(ulong type, uint[] sizes, uint[] sharing, uint levels)
+        {
+            var bytes = new byte[120];
+            BitConverter.TryWriteBytes(bytes.AsSpan(0), type);
+            BitConverter.TryWriteBytes(bytes.AsSpan(20), 1u); // numCores_
+            BitConverter.TryWriteBytes(bytes.AsSpan(24), 1u);
+            for (int i = 0; i < sizes.Length; i++)
+                BitConverter.TryWriteBytes(bytes.AsSpan(28 + 4 * i), sizes[i]);
+            for (int i = 0; i < sharing.Length; i++)
+                BitConverter.TryWriteBytes(bytes.AsSpan(68 + 4 * i), sharing[i]);
+            BitConverter.TryWriteBytes(bytes.AsSpan(108), levels);
+            return bytes;
+        }
+        const ulong amd = (1UL << 25) | 0xFFFF,
+            intel = (1UL << 24) | 0xFFFF;
+        var wrong = new CacheSizes(1, 1, 1);
+        byte[][] parts =
+        [
+            new byte[64], // zeros
+            Cpu(intel, [1, 1, 1], [1, 1, 1], 3), // an Intel CPU's
+            Cpu(amd, [1, 1, 1], [1, 1, 1], 3), // the one: at 64 + 120 = 184
+            Cpu(amd, [1, 1, 1, 5], [1, 1, 1], 3), // a fourth level
+            Cpu(amd, [48 << 10, 1 << 20, 1], [1, 1, 1], 3), // other sizes
+            Cpu(amd, [1, 1, 1], [1, 0, 1], 3), // a cache shared by no core
+            Cpu(amd, [1, 1, 1], [1, 1, 1], 2), // two levels
+        ];
+        var memory = parts.SelectMany(p => p).ToArray();
+        Assert.Equal([184], OneDnnCacheRepair.FindXbyakCpu(memory, wrong));
+        // Only at 8-byte steps (the object holds uint64s), and none in a buffer too short for it.
+        Assert.Empty(OneDnnCacheRepair.FindXbyakCpu(memory.AsSpan(4), wrong));
+        Assert.Empty(OneDnnCacheRepair.FindXbyakCpu(memory.AsSpan(184, 100), wrong));
     }
 
     [Fact]
@@ -112,7 +196,7 @@ public sealed class OneDnnGuardTests
     }
 
     [Fact]
-    public void On_a_host_that_looks_like_the_failing_amd_vm_the_check_finds_wrong_numbers_unless_onednn_is_off()
+    public void On_a_host_that_looks_like_the_failing_amd_vm_onednn_is_repaired_or_off_and_the_check_passes()
     {
         // The failing machine, rebuilt here: CPUID answers "AuthenticAMD" with an empty cache leaf (the C file says
         // how). Needs a C compiler and CPUID faulting, which the Intel and AMD EPYC hosts here had; without them there
@@ -129,22 +213,36 @@ public sealed class OneDnnGuardTests
             cc.WaitForExit();
             Assert.Equal(0, cc.ExitCode);
         }
-        (int Code, string Out, string Err) Check(string onednn) =>
+        (int Code, string Out, string Err) Check(string onednn, bool oldLeaves = true) =>
             TestSupport.RunDotnetWith(
-                new Dictionary<string, string> { ["LD_PRELOAD"] = library, [OneDnnGuard.OverrideVariable] = onednn },
+                new Dictionary<string, string>
+                {
+                    ["LD_PRELOAD"] = library,
+                    [OneDnnGuard.OverrideVariable] = onednn,
+                    ["FAKE_AMD_NO_OLD_LEAVES"] = oldLeaves ? "0" : "1",
+                },
                 null,
                 Path.Combine(AppContext.BaseDirectory, "ProxyRobust.Cli.dll"),
                 "check"
             );
 
-        var guarded = Check("auto");
+        // Such a VM still answers the older cache leaves: oneDNN gets their sizes and computes right.
+        var repaired = Check("auto");
+        Assert.True(repaired.Code == 0, repaired.Out + repaired.Err);
+        Assert.Contains("oneDNN: on, with the cache sizes of CPUID's older AMD leaves", repaired.Out);
+        Assert.DoesNotContain("WRONG", repaired.Out);
+        Assert.DoesNotContain("NNPACK", repaired.Err); // NNPACK, which reads the empty leaf, stays off
+
+        // Without those leaves either: oneDNN off, and libtorch's other kernels are right.
+        var guarded = Check("auto", oldLeaves: false);
         Assert.True(guarded.Code == 0, guarded.Out + guarded.Err);
         Assert.Contains("oneDNN: off (this AMD CPU reports no cache sizes in CPUID leaf 0x8000001D", guarded.Out);
+        Assert.Contains("could not be repaired: its leaves 0x80000005 and 0x80000006 report no caches", guarded.Out);
         Assert.DoesNotContain("WRONG", guarded.Out);
         Assert.DoesNotContain("NNPACK", guarded.Err); // libtorch's fallback does not try NNPACK on every call
 
-        // With oneDNN forced on, the same host computes a wrong gradient (seen with its AVX-512 kernels; its AVX2
-        // kernels got NaN in GAN training instead, which a one-layer check does not reach).
+        // With oneDNN forced on as it is, the same host computes a wrong gradient (seen with its AVX-512 kernels; its
+        // AVX2 kernels got NaN in GAN training instead, which a one-layer check does not reach).
         if (Avx512F.IsSupported)
         {
             var unguarded = Check("on");

@@ -72,6 +72,13 @@ public static class NumericsCheck
     public static NumericsReport Run()
     {
         TorchRuntime.EnsureInitialised();
+        return new(TorchRuntime.OneDnn, Cases());
+    }
+
+    /// <summary>The checks, without starting libtorch first (<see cref="OneDnnCacheRepair"/> runs them while
+    /// libtorch starts).</summary>
+    internal static List<NumericsCase> Cases()
+    {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var cases = new List<NumericsCase>();
@@ -157,7 +164,7 @@ public static class NumericsCheck
                 (x, w) => F.linear(x, w[0], w[1])
             )
         );
-        return new(TorchRuntime.OneDnn, cases);
+        return cases;
 
         static Tensor Block(Tensor x, Tensor[] w)
         {

@@ -3,8 +3,10 @@ using System.Runtime.Intrinsics.X86;
 
 namespace ProxyRobust.Native;
 
-/// <summary>Whether libtorch's oneDNN (mkldnn) kernels are in use, and why not when they are not.</summary>
-public sealed record OneDnnState(bool Enabled, string? Reason);
+/// <summary>Whether libtorch's oneDNN (mkldnn) kernels are in use, and why not when they are not;
+/// <paramref name="RepairedCaches"/>: the cache sizes given to oneDNN where the CPU hid them
+/// (<see cref="OneDnnCacheRepair"/>).</summary>
+public sealed record OneDnnState(bool Enabled, string? Reason, CacheSizes? RepairedCaches = null);
 
 /// <summary>
 /// Turns libtorch's oneDNN kernels off on hosts where they compute wrong numbers. oneDNN 3.7.1 (inside libtorch 2.10)
@@ -13,8 +15,10 @@ public sealed record OneDnnState(bool Enabled, string? Reason);
 /// convolution kernels tuned for that give wrong results (a PreAct ResNet-18's first-layer weight gradient 18% off in
 /// channels-last) and NaN gradients in the UNet and GAN within a few steps. Seen on a 2-core AMD EPYC with AVX-512 that
 /// failed 7 tests, and reproduced exactly (the same wrong numbers) on an Intel host by trapping CPUID to report an AMD
-/// vendor with that leaf empty (bench/RESULTS.md). Limiting oneDNN to AVX2 still left NaNs; without oneDNN, libtorch
-/// convolves by im2col and BLAS, which is slower but right. PROXYROBUST_ONEDNN=on|off overrides the check.
+/// vendor with that leaf empty (bench/RESULTS.md). Limiting oneDNN to AVX2 still left NaNs. Such a host first gets
+/// its cache sizes repaired (<see cref="OneDnnCacheRepair"/>, checked against float64); where that fails, oneDNN is
+/// switched off and libtorch convolves by im2col and BLAS, which is about 2.5x slower but right.
+/// PROXYROBUST_ONEDNN=on (oneDNN as it is, no repair) or off overrides the check.
 /// </summary>
 public static class OneDnnGuard
 {
@@ -31,21 +35,18 @@ public static class OneDnnGuard
     /// </summary>
     public static string? WrongCacheSizes(Func<uint, uint, CpuIdResult> cpuid)
     {
-        var vendor = cpuid(0, 0);
-        if (Vendor(vendor) != "AuthenticAMD")
+        if (XbyakCacheSizes(cpuid) is not { } sizes)
             return null;
-        var levels = new (uint SubLeaf, string Name, long Minimum)[]
-        {
-            (0, "L1 data", 4 << 10),
-            (2, "L2", 64 << 10),
-            (3, "L3", 64 << 10),
-        };
         var wrong = new List<string>();
-        foreach (var (subLeaf, name, minimum) in levels)
+        foreach (
+            var (size, name, minimum) in new[]
+            {
+                (sizes.L1Data, "L1 data", 4u << 10),
+                (sizes.L2, "L2", 64u << 10),
+                (sizes.L3, "L3", 64u << 10),
+            }
+        )
         {
-            var r = cpuid(0x8000001D, subLeaf);
-            long size =
-                (long)(Bits(r.Ebx, 22, 31) + 1) * (Bits(r.Ebx, 12, 21) + 1) * (Bits(r.Ebx, 0, 11) + 1) * (r.Ecx + 1L);
             if (size < minimum)
                 wrong.Add($"{name} {size} B");
         }
@@ -55,42 +56,75 @@ public static class OneDnnGuard
                 + $"sizes its kernels for {string.Join(", ", wrong)} and computes wrong convolutions";
     }
 
-    /// <summary>The decision for this process: the override if set, else the CPU check.</summary>
-    internal static OneDnnState Decide(string? overrideValue, Func<string?> check) =>
+    /// <summary>The cache sizes Xbyak computes on an AMD CPU (sub-leaves 0, 2 and 3 of leaf 0x8000001D, in uint32 as
+    /// Xbyak multiplies), or null on another vendor's CPU.</summary>
+    public static CacheSizes? XbyakCacheSizes(Func<uint, uint, CpuIdResult> cpuid)
+    {
+        if (Vendor(cpuid(0, 0)) != "AuthenticAMD")
+            return null;
+        uint Size(uint subLeaf)
+        {
+            var r = cpuid(0x8000001D, subLeaf);
+            return unchecked(
+                (Bits(r.Ebx, 22, 31) + 1) * (Bits(r.Ebx, 12, 21) + 1) * (Bits(r.Ebx, 0, 11) + 1) * (r.Ecx + 1)
+            );
+        }
+        return new(Size(0), Size(2), Size(3));
+    }
+
+    /// <summary>The decision for this process: the override if set, else the CPU check, and where it finds wrong
+    /// cache sizes, their repair (which throws <see cref="InvalidOperationException"/> saying why it failed).</summary>
+    internal static OneDnnState Decide(string? overrideValue, Func<string?> check, Func<CacheSizes> repair) =>
         overrideValue?.Trim().ToLowerInvariant() switch
         {
             "on" => new(true, null),
             "off" => new(false, $"{OverrideVariable}=off"),
-            null or "" or "auto" => check() is { } why ? new(false, why) : new(true, null),
+            null or "" or "auto" => check() is { } why ? Repaired(why, repair) : new(true, null),
             var other => throw new ArgumentException(
                 $"{OverrideVariable}={other}: expected on, off or auto (the default: off only where oneDNN's "
                     + "convolutions are known to be wrong)"
             ),
         };
 
+    private static OneDnnState Repaired(string why, Func<CacheSizes> repair)
+    {
+        try
+        {
+            return new(true, null, repair());
+        }
+        catch (InvalidOperationException e)
+        {
+            return new(false, $"{why}; its cache sizes could not be repaired: {e.Message}");
+        }
+    }
+
     /// <summary>This host's CPU check (null when the CPU is not x86 or oneDNN sizes its kernels right).</summary>
-    internal static string? CheckThisCpu() =>
-        X86Base.IsSupported
-            ? WrongCacheSizes(
-                (leaf, sub) =>
-                {
-                    var (a, b, c, d) = X86Base.CpuId((int)leaf, (int)sub);
-                    return new((uint)a, (uint)b, (uint)c, (uint)d);
-                }
-            )
-            : null;
+    internal static string? CheckThisCpu() => X86Base.IsSupported ? WrongCacheSizes(HostCpuId) : null;
+
+    /// <summary>Repairs this host's oneDNN cache sizes (only called where <see cref="CheckThisCpu"/> found them
+    /// wrong, so on x86).</summary>
+    internal static CacheSizes RepairThisCpu() =>
+        OneDnnCacheRepair.Repair(XbyakCacheSizes(HostCpuId)!.Value, OneDnnCacheRepair.LegacyCacheSizes(HostCpuId));
+
+    private static CpuIdResult HostCpuId(uint leaf, uint sub)
+    {
+        var (a, b, c, d) = X86Base.CpuId(unchecked((int)leaf), (int)sub);
+        return new((uint)a, (uint)b, (uint)c, (uint)d);
+    }
 
     /// <summary>
-    /// libtorch's own switches (at::globalContext().setUserEnabledMkldnn, and setUserEnabledNNPACK: without oneDNN
-    /// libtorch tries NNPACK for some convolutions, which sizes itself from the same empty cache leaf and warns on
-    /// every call that it cannot start). Returns the oneDNN switch as read back.
+    /// libtorch's own switches (at::globalContext().setUserEnabledMkldnn, and setUserEnabledNNPACK: libtorch tries
+    /// NNPACK for some convolutions, which sizes itself from the same empty cache leaf and warns on every call that it
+    /// cannot start, so on such a CPU it stays off either way). Returns the oneDNN switch as read back.
     /// </summary>
     internal static bool SetEnabled(bool enabled)
     {
+        // NNPACK reads the caches through cpuinfo, from the same leaf; where that is empty it stays off.
+        bool nnpack = enabled && CheckThisCpu() is null;
         var entries = Entries.Value;
         var context = entries.Context;
         entries.SetMkldnn(context, enabled ? (byte)1 : (byte)0);
-        entries.SetNnpack(context, enabled ? (byte)1 : (byte)0);
+        entries.SetNnpack(context, nnpack ? (byte)1 : (byte)0);
         return entries.GetMkldnn(context) != 0;
     }
 

@@ -46,7 +46,8 @@ public static class TorchRuntime
         }
         var decision = OneDnnGuard.Decide(
             Environment.GetEnvironmentVariable(OneDnnGuard.OverrideVariable),
-            OneDnnGuard.CheckThisCpu
+            OneDnnGuard.CheckThisCpu,
+            OneDnnGuard.RepairThisCpu
         );
         if (!decision.Enabled)
             OneDnnGuard.SetEnabled(false);
