@@ -125,4 +125,56 @@ public sealed class GroupNormSiluTests
         for (int i = 0; i < nchwGrads.Length; i++)
             Assert.InRange(RelativeError(lastGrads[i], nchwGrads[i].to(ScalarType.Float64)), 0, 1e-4);
     }
+
+    [Theory]
+    [InlineData(32, 8, 0.1)] // a residual block's second normalisation, as the UNet trains it
+    [InlineData(24, 4, 0.3)] // channels not a multiple of 16: the mask's scalar tail, rows of either parity
+    [InlineData(32, 8, 0.0)] // no dropout: the shift alone
+    public void The_shift_and_dropout_inside_the_kernel_match_the_three_modules(int channels, int groups, double p)
+    {
+        // Apply(x, shift, dropout) against dropout(norm(x + shift)), each module tested on its own (above, and
+        // ParallelDropoutTests); the same seed gives the same mask, so outputs and all four gradients must agree up
+        // to float32 rounding (x + shift is rounded in one and not in the other).
+        manual_seed(11);
+        using var norm = new GroupNormSilu(groups, channels, silu: true);
+        using (no_grad())
+        {
+            norm.weight.copy_(randn(channels));
+            norm.bias.copy_(randn(channels));
+        }
+        using var dropout = new ParallelDropout(p);
+        using var x0 = randn(6, channels, 7, 5) * 2 + 1;
+        using var shift0 = randn(6, channels) * 3;
+        using var dy = randn(6, channels, 7, 5);
+        (Tensor Y, Tensor[] Grads) Run(bool fused)
+        {
+            norm.zero_grad();
+            var x = Classifier.ToChannelsLast(x0).detach().requires_grad_(true);
+            var shift = shift0.detach().requires_grad_(true);
+            manual_seed(12);
+            var y = fused
+                ? norm.Apply(x, shift, dropout)
+                : dropout.call(norm.call(x + shift.unsqueeze(-1).unsqueeze(-1)));
+            y.backward([dy]);
+            return (y, [x.grad!, shift.grad!, norm.weight.grad!.clone(), norm.bias.grad!.clone()]);
+        }
+        var (together, togetherGrads) = Run(fused: true);
+        var (apart, apartGrads) = Run(fused: false);
+        Assert.InRange(RelativeError(together, apart.to(ScalarType.Float64)), 0, 1e-5);
+        for (int i = 0; i < apartGrads.Length; i++)
+            Assert.InRange(RelativeError(togetherGrads[i], apartGrads[i].to(ScalarType.Float64)), 0, 1e-4);
+        // The mask was applied (a tenth of the elements are zero with p = 0.1), and the output is channels-last.
+        double zeros = (together == 0).to(ScalarType.Float64).mean().item<double>();
+        Assert.InRange(zeros, p - 0.05, p + 0.05);
+        Assert.True(Classifier.IsChannelsLast(together));
+        // In evaluation nothing is dropped and no seed is drawn: the same as the normalisation of x + shift.
+        dropout.eval();
+        using (no_grad())
+        {
+            using var x = Classifier.ToChannelsLast(x0);
+            using var evaluated = norm.Apply(x, shift0, dropout);
+            using var expected = norm.call(x + shift0.unsqueeze(-1).unsqueeze(-1));
+            Assert.InRange(RelativeError(evaluated, expected.to(ScalarType.Float64)), 0, 1e-5);
+        }
+    }
 }

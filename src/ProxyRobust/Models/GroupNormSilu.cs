@@ -16,7 +16,9 @@ namespace ProxyRobust.Models;
 /// channels-last GroupNorm kernels took a quarter of a UNet training step (bench/RESULTS.md). Each image is normalised
 /// on its own (an image of 28x28x32 floats is 100 KB, so its passes run from the core's cache): a pass for the
 /// per-channel sums, a pass for the centred squares (two passes, as in libtorch, so the variance does not cancel), and
-/// a pass that writes SiLU(x * scale + shift). Other layouts and types use libtorch's group_norm and silu.
+/// a pass that writes SiLU(x * scale + shift). A residual block's time embedding (added before the normalisation) and
+/// its dropout (after the SiLU) go into the same passes (<see cref="Apply"/>): ~2.4% of a UNet training step, by nine
+/// alternated pairs (bench/RESULTS.md). Other layouts and types use libtorch's group_norm and silu.
 /// </para>
 /// </summary>
 public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
@@ -47,10 +49,31 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             using var normed = nn.functional.group_norm(x, groups, weight, bias, eps);
             return silu ? nn.functional.silu(normed) : normed.alias();
         }
-        bool needsGradient = is_grad_enabled() && (x.requires_grad || weight.requires_grad || bias.requires_grad);
+        return Fused(x, null, default);
+    }
+
+    /// <summary>
+    /// dropout(this(x + shift)), <paramref name="shift"/> [N, C] added to every pixel of each image's channels: a
+    /// residual block's time embedding. For channels-last float32 input all three are one kernel, forward and backward,
+    /// with the same result as the three modules (the mask drawn as <see cref="ParallelDropout"/> draws it, in the same
+    /// memory order): the sum and the mask never go through memory.
+    /// </summary>
+    public Tensor Apply(Tensor x, Tensor shift, ParallelDropout dropout)
+    {
+        if (!IsChannelsLastFloat(x) || shift.dtype != ScalarType.Float32 || shift.device.type != DeviceType.CPU)
+            return dropout.call(call(x + shift.unsqueeze(-1).unsqueeze(-1)));
+        return Fused(x, shift, dropout.DrawMask());
+    }
+
+    private Tensor Fused(Tensor x, Tensor? shift, DropoutMask mask)
+    {
+        bool needsGradient =
+            is_grad_enabled()
+            && (x.requires_grad || weight.requires_grad || bias.requires_grad || shift?.requires_grad == true);
         if (!needsGradient)
-            return Kernels.Forward(x, weight, bias, groups, eps, silu, out _);
-        return Function.apply(x, weight, bias, groups, eps, silu);
+            return Kernels.Forward(x, weight, bias, shift, groups, eps, silu, mask, out _);
+        using var noShift = shift is null ? zeros(0) : null; // autograd functions take tensors, not nulls
+        return Function.apply(x, weight, bias, shift ?? noShift!, groups, eps, silu, mask);
     }
 
     /// <summary>True for a float32 CPU tensor in channels-last memory: what the fused kernels take.</summary>
@@ -63,45 +86,54 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            var (x, weight, bias) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
-            var (groups, eps, silu) = ((int)vars[3], (double)vars[4], (bool)vars[5]);
-            var y = Kernels.Forward(x, weight, bias, groups, eps, silu, out var statistics);
-            ctx.save_for_backward([x, weight, bias]);
+            var (x, weight, bias, shift) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3]);
+            var (groups, eps, silu, mask) = ((int)vars[4], (double)vars[5], (bool)vars[6], (DropoutMask)vars[7]);
+            var shiftOrNull = shift.numel() == 0 ? null : shift;
+            var y = Kernels.Forward(x, weight, bias, shiftOrNull, groups, eps, silu, mask, out var statistics);
+            ctx.save_for_backward([x, weight, bias, shift]);
             ctx.save_data("statistics", statistics);
             ctx.save_data("groups", groups);
             ctx.save_data("silu", silu);
+            ctx.save_data("mask", mask);
             return y;
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
         {
             var saved = ctx.get_saved_variables();
-            var (dx, dWeight, dBias) = Kernels.Backward(
+            var shift = saved[3].numel() == 0 ? null : saved[3];
+            var (dx, dWeight, dBias, dShift) = Kernels.Backward(
                 gradOutput,
                 saved[0],
                 saved[1],
                 saved[2],
+                shift,
                 (float[])ctx.get_data("statistics"),
                 (int)ctx.get_data("groups"),
-                (bool)ctx.get_data("silu")
+                (bool)ctx.get_data("silu"),
+                (DropoutMask)ctx.get_data("mask")
             );
-            return [dx, dWeight, dBias, null!, null!, null!];
+            return [dx, dWeight, dBias, dShift!, null!, null!, null!, null!]; // no gradient without a shift
         }
     }
 
     /// <summary>The fused kernels on NHWC memory: element (pixel p, channel c) of image n at n*P*C + p*C + c.</summary>
     internal static unsafe class Kernels
     {
-        /// <summary>y = act(gamma (x - mean_g) rstd_g + beta), with mean_g and rstd_g = 1/sqrt(var_g + eps) over the
-        /// pixels and channels of group g of each image (biased variance, as GroupNorm). Returns the output with
-        /// channels-last strides; <paramref name="statistics"/> holds mean and rstd per (image, group).</summary>
+        /// <summary>y = mask act(gamma (x' - mean_g) rstd_g + beta), x' = x + shift (shift per image and channel, or
+        /// none), with mean_g and rstd_g = 1/sqrt(var_g + eps) over the pixels and channels of group g of each image's
+        /// x' (biased variance, as GroupNorm) and mask the dropout mask's value of each element in NHWC order.
+        /// Returns the output with channels-last strides; <paramref name="statistics"/> holds mean and rstd per
+        /// (image, group).</summary>
         public static Tensor Forward(
             Tensor x,
             Tensor weight,
             Tensor bias,
+            Tensor? shift,
             int groups,
             double eps,
             bool silu,
+            DropoutMask mask,
             out float[] statistics
         )
         {
@@ -110,11 +142,13 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 pixels = x.shape[2] * x.shape[3];
             using var gamma = weight.detach().contiguous();
             using var beta = bias.detach().contiguous();
+            using var shifts = shift?.detach().contiguous();
             var output = empty([n, x.shape[2], x.shape[3], channels], ScalarType.Float32);
             var stats = new float[n * groups * 2];
             using var xNhwc = x.permute(0, 2, 3, 1); // the same memory, now contiguous
             var (xAt, yAt) = (TensorCollectives.Address(xNhwc), TensorCollectives.Address(output));
             var (gammaAt, betaAt) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
+            var shiftAt = shifts is null ? IntPtr.Zero : TensorCollectives.Address(shifts);
             int c = (int)channels;
             CpuParallel.For(
                 n,
@@ -126,13 +160,23 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         bs = (float*)betaAt;
                     float* xi = xs + i * pixels * c,
                         yi = ys + i * pixels * c;
-                    float* perChannel = stackalloc float[4 * c]; // sums, means, scales, shifts
+                    float* perChannel = stackalloc float[5 * c]; // sums, means, scales, shifts, this image's x shift
                     float* sum = perChannel,
                         mean = perChannel + c,
                         a = perChannel + 2 * c,
-                        b = perChannel + 3 * c;
+                        b = perChannel + 3 * c,
+                        s = perChannel + 4 * c;
+                    ImageShift(shiftAt, i, c, s);
                     ChannelSums(xi, pixels, c, sum);
+                    for (int ch = 0; ch < c; ch++)
+                        sum[ch] += pixels * s[ch];
                     GroupAverage(sum, c, groups, pixels, mean);
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        long g = i * groups + ch / (c / groups);
+                        stats[2 * g] = mean[ch]; // the group's mean of x'
+                        mean[ch] -= s[ch]; // x' - mean = x - (mean - s): the kernels read x as it is
+                    }
                     ChannelSquares(xi, pixels, c, mean, sum);
                     GroupAverage(sum, c, groups, pixels, a); // a = var per channel's group
                     for (int ch = 0; ch < c; ch++)
@@ -140,32 +184,30 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         float rstd = (float)(1 / Math.Sqrt(a[ch] + eps));
                         a[ch] = gs[ch] * rstd;
                         b[ch] = bs[ch] - mean[ch] * a[ch];
-                        if (ch % (c / groups) == 0)
-                        {
-                            long g = i * groups + ch / (c / groups);
-                            stats[2 * g] = mean[ch];
-                            stats[2 * g + 1] = rstd;
-                        }
+                        stats[2 * (i * groups + ch / (c / groups)) + 1] = rstd;
                     }
-                    ScaleShift(xi, yi, pixels, c, a, b, silu);
+                    ScaleShift(xi, yi, pixels, c, a, b, silu, mask, i * pixels * c);
                 }
             );
             statistics = stats;
             return output.permute(0, 3, 1, 2);
         }
 
-        /// <summary>The gradients of <see cref="Forward"/>. With xhat = (x - mean) rstd and dz the gradient
-        /// reaching the normalised output z = gamma xhat + beta (dz = dy s (1 + z (1 - s)), s = sigmoid(z), after
+        /// <summary>The gradients of <see cref="Forward"/>. With xhat = (x' - mean) rstd and dz the gradient
+        /// reaching the normalised output z = gamma xhat + beta (dz = dy mask s (1 + z (1 - s)), s = sigmoid(z), after
         /// SiLU): dx = rstd (gamma dz - mean_g(gamma dz) - xhat mean_g(gamma dz xhat)), dgamma = sum(dz xhat),
-        /// dbeta = sum(dz), the means over each image's group and the sums over images and pixels.</summary>
-        public static (Tensor Input, Tensor Weight, Tensor Bias) Backward(
+        /// dbeta = sum(dz), the means over each image's group and the sums over images and pixels; dshift = dx summed
+        /// over each image's pixels (null without a shift).</summary>
+        public static (Tensor Input, Tensor Weight, Tensor Bias, Tensor? Shift) Backward(
             Tensor gradOutput,
             Tensor x,
             Tensor weight,
             Tensor bias,
+            Tensor? shift,
             float[] statistics,
             int groups,
-            bool silu
+            bool silu,
+            DropoutMask mask
         )
         {
             long n = x.shape[0],
@@ -176,7 +218,9 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             using var dyNhwc = gradOutput.permute(0, 2, 3, 1).contiguous();
             using var gamma = weight.detach().contiguous();
             using var beta = bias.detach().contiguous();
+            using var shifts = shift?.detach().contiguous();
             var dx = empty([n, x.shape[2], x.shape[3], channels], ScalarType.Float32);
+            var dShift = shift is null ? null : empty([n, channels], ScalarType.Float32);
             var partials = new float[n * c * 2]; // per image: sum(dz xhat), then sum(dz), per channel
             using var xNhwc = x.permute(0, 2, 3, 1);
             var (xAt, dyAt, dxAt) = (
@@ -185,6 +229,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 TensorCollectives.Address(dx)
             );
             var (gammaAt, betaAt) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
+            var shiftAt = shifts is null ? IntPtr.Zero : TensorCollectives.Address(shifts);
+            var dShiftAt = dShift is null ? IntPtr.Zero : TensorCollectives.Address(dShift);
             CpuParallel.For(
                 n,
                 i =>
@@ -195,15 +241,17 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         gs = (float*)gammaAt,
                         bs = (float*)betaAt;
                     long offset = i * pixels * c;
-                    float* perChannel = stackalloc float[4 * c]; // means, rstds, sums of dz xhat and of dz
+                    float* perChannel = stackalloc float[5 * c]; // means, rstds, sums of dz xhat and of dz, shift
                     float* mean = perChannel,
                         rstd = perChannel + c,
                         sdzx = perChannel + 2 * c,
-                        sdz = perChannel + 3 * c;
+                        sdz = perChannel + 3 * c,
+                        s = perChannel + 4 * c;
+                    ImageShift(shiftAt, i, c, s);
                     for (int ch = 0; ch < c; ch++)
                     {
                         long g = i * groups + ch / perGroup;
-                        mean[ch] = statistics[2 * g];
+                        mean[ch] = statistics[2 * g] - s[ch]; // as in the forward pass: x' - mean = x - (mean - s)
                         rstd[ch] = statistics[2 * g + 1];
                     }
                     // Pass 1: dz (kept in dx's memory) and its per-channel sums.
@@ -218,6 +266,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         gs,
                         bs,
                         silu,
+                        mask,
+                        offset,
                         sdzx,
                         sdz
                     );
@@ -234,8 +284,11 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                     }
                     GroupAverage(sdz, c, groups, pixels, sdz);
                     GroupAverage(sdzx, c, groups, pixels, sdzx);
-                    // Pass 2: dx = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)), in place.
-                    InputGradient(xs + offset, dxs + offset, pixels, c, mean, rstd, gs, sdz, sdzx);
+                    // Pass 2: dx = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)), in place, and its
+                    // sums over the pixels (into s, which is no longer needed) for the shift's gradient.
+                    InputGradient(xs + offset, dxs + offset, pixels, c, mean, rstd, gs, sdz, sdzx, s);
+                    if (dShiftAt != IntPtr.Zero)
+                        new Span<float>(s, c).CopyTo(new Span<float>((float*)dShiftAt + i * c, c));
                 }
             );
             var dWeight = new float[c];
@@ -251,7 +304,16 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 }
                 (dWeight[ch], dBias[ch]) = ((float)a, (float)b);
             }
-            return (dx.permute(0, 3, 1, 2), tensor(dWeight), tensor(dBias));
+            return (dx.permute(0, 3, 1, 2), tensor(dWeight), tensor(dBias), dShift);
+        }
+
+        /// <summary>Image <paramref name="i"/>'s shift per channel into <paramref name="s"/> (0 without one).</summary>
+        private static void ImageShift(IntPtr shifts, long i, int c, float* s)
+        {
+            if (shifts == IntPtr.Zero)
+                new Span<float>(s, c).Clear();
+            else
+                new Span<float>((float*)shifts + i * c, c).CopyTo(new Span<float>(s, c));
         }
 
         /// <summary>exp(x) in float32 to about 2 ulp (Cephes' expf): x = n ln 2 + r with |r| &lt;= ln 2 / 2, exp(r) by
@@ -329,28 +391,44 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             }
         }
 
-        /// <summary>y = z or SiLU(z) = z / (1 + exp(-z)), z = x a + b per channel.</summary>
+        /// <summary>y = mask (z or SiLU(z) = z / (1 + exp(-z))), z = x a + b per channel, the mask's element index
+        /// counted from <paramref name="first"/>.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: no slow first tier
-        private static void ScaleShift(float* x, float* y, long pixels, int c, float* a, float* b, bool silu)
+        private static void ScaleShift(
+            float* x,
+            float* y,
+            long pixels,
+            int c,
+            float* a,
+            float* b,
+            bool silu,
+            DropoutMask mask,
+            long first
+        )
         {
             for (long p = 0; p < pixels; p++)
             {
                 float* xr = x + p * c,
                     yr = y + p * c;
                 int ch = 0;
-                for (; ch + 16 <= c; ch += 16)
+                if (!mask.Active || (mask.Vectorised && (first + p * c) % 2 == 0))
                 {
-                    var z = Vector512.FusedMultiplyAdd(
-                        Vector512.Load(xr + ch),
-                        Vector512.Load(a + ch),
-                        Vector512.Load(b + ch)
-                    );
-                    Vector512.Store(silu ? z / (Vector512<float>.One + Exp(-z)) : z, yr + ch);
+                    for (; ch + 16 <= c; ch += 16)
+                    {
+                        var z = Vector512.FusedMultiplyAdd(
+                            Vector512.Load(xr + ch),
+                            Vector512.Load(a + ch),
+                            Vector512.Load(b + ch)
+                        );
+                        var v = silu ? z / (Vector512<float>.One + Exp(-z)) : z;
+                        Vector512.Store(mask.Active ? v * mask.Values16(first + p * c + ch) : v, yr + ch);
+                    }
                 }
                 for (; ch < c; ch++)
                 {
                     float z = MathF.FusedMultiplyAdd(xr[ch], a[ch], b[ch]);
-                    yr[ch] = silu ? z / (1 + MathF.Exp(-z)) : z;
+                    float v = silu ? z / (1 + MathF.Exp(-z)) : z;
+                    yr[ch] = mask.Active ? v * mask.Value(first + p * c + ch) : v;
                 }
             }
         }
@@ -369,6 +447,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             float* gamma,
             float* beta,
             bool silu,
+            DropoutMask mask,
+            long first,
             float* sdzx,
             float* sdz
         )
@@ -380,10 +460,13 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             {
                 long row = p * c;
                 int ch = 0;
-                for (; ch + 16 <= c; ch += 16)
+                bool vectorMask = !mask.Active || (mask.Vectorised && (first + row) % 2 == 0);
+                for (; vectorMask && ch + 16 <= c; ch += 16)
                 {
                     var xhat = (Vector512.Load(x + row + ch) - Vector512.Load(mean + ch)) * Vector512.Load(rstd + ch);
                     var g = Vector512.Load(dy + row + ch);
+                    if (mask.Active)
+                        g *= mask.Values16(first + row + ch);
                     if (silu)
                     {
                         var z = Vector512.FusedMultiplyAdd(xhat, Vector512.Load(gamma + ch), Vector512.Load(beta + ch));
@@ -398,6 +481,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 {
                     float xhat = (x[row + ch] - mean[ch]) * rstd[ch];
                     float g = dy[row + ch];
+                    if (mask.Active)
+                        g *= mask.Value(first + row + ch);
                     if (silu)
                     {
                         float z = MathF.FusedMultiplyAdd(xhat, gamma[ch], beta[ch]);
@@ -411,7 +496,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             }
         }
 
-        /// <summary>dx = rstd (gamma dz - meanDz - xhat meanDzXhat), overwriting dz.</summary>
+        /// <summary>dx = rstd (gamma dz - meanDz - xhat meanDzXhat), overwriting dz; <paramref name="sum"/>: dx summed
+        /// over the pixels, per channel.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: no slow first tier
         private static void InputGradient(
             float* x,
@@ -422,9 +508,11 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             float* rstd,
             float* gamma,
             float* meanDz,
-            float* meanDzXhat
+            float* meanDzXhat,
+            float* sum
         )
         {
+            new Span<float>(sum, c).Clear();
             for (long p = 0; p < pixels; p++)
             {
                 long row = p * c;
@@ -435,12 +523,15 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                     var xhat = (Vector512.Load(x + row + ch) - Vector512.Load(mean + ch)) * r;
                     var inner =
                         Vector512.Load(gamma + ch) * Vector512.Load(dz + row + ch) - Vector512.Load(meanDz + ch);
-                    Vector512.Store(r * (inner - xhat * Vector512.Load(meanDzXhat + ch)), dz + row + ch);
+                    var d = r * (inner - xhat * Vector512.Load(meanDzXhat + ch));
+                    Vector512.Store(d, dz + row + ch);
+                    Vector512.Store(Vector512.Load(sum + ch) + d, sum + ch);
                 }
                 for (; ch < c; ch++)
                 {
                     float xhat = (x[row + ch] - mean[ch]) * rstd[ch];
                     dz[row + ch] = rstd[ch] * (gamma[ch] * dz[row + ch] - meanDz[ch] - xhat * meanDzXhat[ch]);
+                    sum[ch] += dz[row + ch];
                 }
             }
         }

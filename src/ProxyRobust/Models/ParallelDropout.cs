@@ -34,67 +34,62 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
             return x.alias();
         if (x.device.type != DeviceType.CPU || x.dtype != ScalarType.Float32)
             return nn.functional.dropout(x, p, training: true);
-        using var seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64);
+        var mask = DrawMask();
         if (!x.is_contiguous() && Classifier.IsChannelsLast(x))
         {
             // A channels-last activation gets its mask in the same memory order, so the product is one pass over
             // both in step (an NCHW mask would make libtorch walk one of them with strides).
-            using var nhwc = Mask([x.shape[0], x.shape[2], x.shape[3], x.shape[1]], p, (ulong)seed.item<long>());
+            using var nhwc = Mask([x.shape[0], x.shape[2], x.shape[3], x.shape[1]], mask);
             using var channelsLast = nhwc.permute(0, 3, 1, 2);
             return x * channelsLast;
         }
-        using var mask = Mask(x.shape, p, (ulong)seed.item<long>());
-        return x * mask;
+        using var values = Mask(x.shape, mask);
+        return x * values;
     }
 
-    /// <summary>The mask for <paramref name="shape"/>: 0 where dropped, 2^32 / threshold where kept, element i kept
-    /// when the low or high 32 bits (even or odd i) of Mix(seed, i / 2) fall below threshold = round(q 2^32).</summary>
-    internal static unsafe Tensor Mask(long[] shape, double p, ulong seed)
+    /// <summary>This call's mask (one seed drawn from torch's global generator), or an inactive one (nothing drawn)
+    /// where the module passes its input through: in evaluation, or with p = 0. <see cref="GroupNormSilu"/> applies it
+    /// inside its own kernel, element by element in NHWC memory order, as <see cref="forward"/> would.</summary>
+    internal DropoutMask DrawMask()
     {
-        var mask = empty(shape, ScalarType.Float32);
-        long n = mask.numel();
-        ulong threshold = (ulong)Math.Round((1 - p) * 4294967296.0);
-        float kept = (float)(4294967296.0 / threshold);
-        var address = TensorCollectives.Address(mask);
+        if (!training || p == 0)
+            return default;
+        using var seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64);
+        return new DropoutMask(p, (ulong)seed.item<long>());
+    }
+
+    /// <summary>The mask for <paramref name="shape"/> as values: 0 where dropped, <see cref="DropoutMask.Kept"/> where
+    /// kept (<see cref="DropoutMask"/> says which).</summary>
+    internal static unsafe Tensor Mask(long[] shape, DropoutMask mask)
+    {
+        var values = empty(shape, ScalarType.Float32);
+        long n = values.numel();
+        var address = TensorCollectives.Address(values);
         const long block = 1 << 16; // elements per task, even
         long blocks = (n + block - 1) / block;
-        CpuParallel.For(
-            blocks,
-            b => Fill((float*)address, b * block, Math.Min(n, (b + 1) * block), seed, threshold, kept)
-        );
-        return mask;
+        CpuParallel.For(blocks, b => Fill((float*)address, b * block, Math.Min(n, (b + 1) * block), mask));
+        return values;
     }
 
-    /// <summary>Mask elements [from, to) (from even): kept or 0 by Mix(seed, i / 2).</summary>
+    /// <summary>The mask of probability <paramref name="p"/> drawn from <paramref name="seed"/>.</summary>
+    internal static Tensor Mask(long[] shape, double p, ulong seed) => Mask(shape, new DropoutMask(p, seed));
+
+    /// <summary>Mask values of elements [from, to) (from even).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a hot loop: no slow first tier
-    private static unsafe void Fill(float* values, long from, long to, ulong seed, ulong threshold, float kept)
+    private static unsafe void Fill(float* values, long from, long to, DropoutMask mask)
     {
         long i = from;
-        if (threshold <= uint.MaxValue)
+        if (mask.Vectorised)
         {
-            // 16 elements from 8 draws at a time: a draw's 32-bit halves, read as two uint lanes, are the low and
-            // high halves in element order (little-endian), the scalar loop's definition below.
-            var lanes = Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
-            var below = Vector512.Create((uint)threshold);
-            var keep = Vector512.Create(kept);
             for (; i + 16 <= to; i += 16)
-            {
-                var r = Mix(Vector512.Create(seed), Vector512.Create((ulong)i >> 1) + lanes);
-                var kept16 = Vector512.LessThan(r.AsUInt32(), below).AsSingle();
-                Vector512.Store(Vector512.ConditionalSelect(kept16, keep, Vector512<float>.Zero), values + i);
-            }
+                Vector512.Store(mask.Values16(i), values + i);
         }
-        for (; i < to; i += 2)
-        {
-            ulong r = Mix(seed, (ulong)i >> 1);
-            values[i] = (r & 0xFFFFFFFF) < threshold ? kept : 0f;
-            if (i + 1 < to)
-                values[i + 1] = (r >> 32) < threshold ? kept : 0f;
-        }
+        for (; i < to; i++)
+            values[i] = mask.Value(i);
     }
 
     /// <summary><see cref="Mix(ulong, ulong)"/> on 8 counters at once.</summary>
-    private static Vector512<ulong> Mix(Vector512<ulong> seed, Vector512<ulong> counter)
+    internal static Vector512<ulong> Mix(Vector512<ulong> seed, Vector512<ulong> counter)
     {
         var z = seed + (counter + Vector512<ulong>.One) * Vector512.Create(0x9E3779B97F4A7C15UL);
         z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
@@ -110,5 +105,53 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return z ^ (z >> 31);
+    }
+}
+
+/// <summary>
+/// One dropout call's mask, element by element: element i is kept when the low or high 32 bits (even or odd i) of
+/// <see cref="ParallelDropout.Mix(ulong, ulong)"/>(seed, i / 2) fall below threshold = round(q 2^32), q = 1 - p, and a
+/// kept element is scaled by <see cref="Kept"/> = 2^32 / threshold. The default value is inactive (every element
+/// kept, unscaled).
+/// </summary>
+internal readonly struct DropoutMask
+{
+    public readonly ulong Seed;
+    public readonly ulong Threshold;
+    public readonly float Kept;
+    public readonly bool Active;
+
+    public DropoutMask(double p, ulong seed)
+    {
+        Seed = seed;
+        Threshold = (ulong)Math.Round((1 - p) * 4294967296.0);
+        Kept = (float)(4294967296.0 / Threshold);
+        Active = true;
+    }
+
+    /// <summary>Whether <see cref="Values16"/> applies (the threshold fits in 32 bits: p &gt; 0).</summary>
+    public bool Vectorised => Active && Threshold <= uint.MaxValue;
+
+    /// <summary>The value of element <paramref name="i"/>: 0 or <see cref="Kept"/> (1 when inactive).</summary>
+    public float Value(long i)
+    {
+        if (!Active)
+            return 1f;
+        ulong r = ParallelDropout.Mix(Seed, (ulong)i >> 1);
+        ulong half = (i & 1) == 0 ? r & 0xFFFFFFFF : r >> 32;
+        return half < Threshold ? Kept : 0f;
+    }
+
+    /// <summary>The values of elements i .. i + 15 (i even) from 8 draws: a draw's 32-bit halves, read as two uint
+    /// lanes, are its low and high halves in element order (little-endian), as <see cref="Value"/> defines.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector512<float> Values16(long i)
+    {
+        var r = ParallelDropout.Mix(
+            Vector512.Create(Seed),
+            Vector512.Create((ulong)i >> 1) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7)
+        );
+        var kept16 = Vector512.LessThan(r.AsUInt32(), Vector512.Create((uint)Threshold)).AsSingle();
+        return Vector512.ConditionalSelect(kept16, Vector512.Create(Kept), Vector512<float>.Zero);
     }
 }

@@ -240,8 +240,8 @@ internal sealed class ResBlock : Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = conv1.call(norm1.call(x));
-        h = h + embedding.call(functional.silu(e)).unsqueeze(-1).unsqueeze(-1);
-        h = conv2.call(dropout.call(norm2.call(h)));
+        // dropout(SiLU(GN(h + embedding))) in one kernel where the layout allows (GroupNormSilu.Apply).
+        h = conv2.call(norm2.Apply(h, embedding.call(functional.silu(e)), dropout));
         return ((skip is null ? x : skip.call(x)) + h).MoveToOuterDisposeScope();
     }
 }
