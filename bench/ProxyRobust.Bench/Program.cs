@@ -42,6 +42,8 @@ torch.set_num_threads(threads);
 // A host where the start-up guard turned oneDNN off runs every convolution another way: its times are not comparable.
 if (TorchRuntime.OneDnn is { Enabled: false, Reason: var oneDnnOff })
     Console.WriteLine($"oneDNN: off ({oneDnnOff})");
+if (TorchRuntime.OneDnn.RepairedCaches is { } repaired)
+    Console.WriteLine($"oneDNN: on, with cache sizes repaired by the start-up guard ({repaired})");
 if (args.Contains("--probe"))
 {
     // Times the pieces of a training step, for profiling (e.g. under 'perf record'): --arch NAME --reps N.
@@ -97,6 +99,7 @@ var results = new JsonObject
     ["threads"] = threads,
     ["cores"] = Environment.ProcessorCount,
     ["oneDnn"] = TorchRuntime.OneDnn.Enabled,
+    ["oneDnnRepairedCaches"] = TorchRuntime.OneDnn.RepairedCaches?.ToString(),
 };
 
 // The machine's practical peak: the best of fp32 matrix products of a few sizes, measured now, both through libtorch's

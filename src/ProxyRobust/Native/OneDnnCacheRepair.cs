@@ -21,11 +21,11 @@ public readonly record struct CacheSizes(uint L1Data, uint L2, uint L3)
 /// empty CPUID leaf 0x8000001D makes Xbyak record 1-byte caches, and oneDNN's kernels blocked for those compute wrong
 /// convolutions). Such machines still answer AMD's older cache leaves, 0x80000005 (L1) and 0x80000006 (L2, L3), which
 /// Linux and glibc read there. oneDNN takes every cache size from one object, Xbyak's <c>Cpu</c>, built once per
-/// process on first use and read again whenever a kernel is planned; so: build it (one tiny bfloat16 product asks
-/// oneDNN whether the CPU has AVX-512), find it in libtorch's writable memory by its layout and its wrong values, write
-/// the older leaves' sizes into it, and check every layer our models use against float64 (<see
-/// cref="NumericsCheck"/>). If any step fails the old values are put back and oneDNN stays off. On the 2-core AMD
-/// EPYC of 2026-12-06 this took the UNet's training step from 3.1 s (oneDNN off) to ~1.3 s (bench/RESULTS.md).
+/// process on first use and read again whenever a kernel is planned; so: build it (for a 2x2 bfloat16 product libtorch
+/// asks oneDNN whether the CPU multiplies bfloat16), find it in libtorch's writable memory by its layout and its wrong
+/// values, write the older leaves' sizes into it, and check every layer our models use against float64 (<see
+/// cref="NumericsCheck"/>). If any step fails the old values are put back and oneDNN stays off. On the 2-core AMD EPYC
+/// of 2026-12-06 this took the UNet's training step from 3.7-3.8 s (oneDNN off) to 1.1-1.2 s (bench/RESULTS.md).
 /// </summary>
 public static class OneDnnCacheRepair
 {
@@ -137,19 +137,36 @@ public static class OneDnnCacheRepair
                 $"{found.Count} copies of Xbyak's CPU description found in libtorch's memory, where one was expected"
             );
         uint* cpu = (uint*)found[0];
-        uint* cacheSizes = cpu + SizesAt / 4,
-            sharing = cpu + SharingAt / 4;
-        var before = (new uint[] { cacheSizes[0], cacheSizes[1], cacheSizes[2] }, sharing[0], sharing[1], sharing[2]);
-        (cacheSizes[0], cacheSizes[1], cacheSizes[2]) = (sizes.L1Data, sizes.L2, sizes.L3);
-        (sharing[0], sharing[1], sharing[2]) = (1u, 1u, 1u);
-        var wrongCases = NumericsCheck.Cases().Where(c => !c.Passed).Select(c => c.Name).ToList();
+        uint[] saved = [.. Levels3(cpu, SizesAt), .. Levels3(cpu, SharingAt)];
+        Write(cpu, [sizes.L1Data, sizes.L2, sizes.L3, 1, 1, 1]); // each cache of one core's own
+        List<string> wrongCases;
+        try
+        {
+            wrongCases = NumericsCheck.Cases().Where(c => !c.Passed).Select(c => c.Name).ToList();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Write(cpu, saved);
+            throw new InvalidOperationException($"the check against float64 failed to run ({e.Message})", e);
+        }
         if (wrongCases.Count == 0)
             return sizes;
-        (cacheSizes[0], cacheSizes[1], cacheSizes[2]) = (before.Item1[0], before.Item1[1], before.Item1[2]);
-        (sharing[0], sharing[1], sharing[2]) = (before.Item2, before.Item3, before.Item4);
+        Write(cpu, saved);
         throw new InvalidOperationException(
             $"with {sizes} oneDNN still computed {wrongCases.Count} wrong results ({wrongCases[0]}, ...)"
         );
+
+        static uint[] Levels3(uint* cpu, int at) => [cpu[at / 4], cpu[at / 4 + 1], cpu[at / 4 + 2]];
+
+        // The three data levels' sizes, then how many cores share each.
+        static void Write(uint* cpu, uint[] values)
+        {
+            for (int level = 0; level < 3; level++)
+            {
+                cpu[SizesAt / 4 + level] = values[level];
+                cpu[SharingAt / 4 + level] = values[3 + level];
+            }
+        }
     }
 
     /// <summary>The writable mappings of libtorch_cpu in this process, with the anonymous mapping right after them

@@ -9,15 +9,15 @@ namespace ProxyRobust.Native;
 public sealed record OneDnnState(bool Enabled, string? Reason, CacheSizes? RepairedCaches = null);
 
 /// <summary>
-/// Turns libtorch's oneDNN kernels off on hosts where they compute wrong numbers. oneDNN 3.7.1 (inside libtorch 2.10)
-/// sizes its blocking from the caches that Xbyak reads from CPUID. On AMD it reads leaf 0x8000001D only, and some
-/// virtual machines leave that leaf empty (no topology extensions): every cache is then computed as 1 byte, and
-/// convolution kernels tuned for that give wrong results (a PreAct ResNet-18's first-layer weight gradient 18% off in
-/// channels-last) and NaN gradients in the UNet and GAN within a few steps. Seen on a 2-core AMD EPYC with AVX-512 that
-/// failed 7 tests, and reproduced exactly (the same wrong numbers) on an Intel host by trapping CPUID to report an AMD
-/// vendor with that leaf empty (bench/RESULTS.md). Limiting oneDNN to AVX2 still left NaNs. Such a host first gets
-/// its cache sizes repaired (<see cref="OneDnnCacheRepair"/>, checked against float64); where that fails, oneDNN is
-/// switched off and libtorch convolves by im2col and BLAS, which is about 2.5x slower but right.
+/// Repairs, or turns off, libtorch's oneDNN kernels on hosts where they compute wrong numbers. oneDNN 3.7.1 (inside
+/// libtorch 2.10) sizes its blocking from the caches that Xbyak reads from CPUID. On AMD it reads leaf 0x8000001D
+/// only, and some virtual machines leave that leaf empty (no topology extensions): every cache is then computed as 1
+/// byte, and convolution kernels tuned for that give wrong results (a PreAct ResNet-18's first-layer weight gradient
+/// 18% off in channels-last) and NaN gradients in the UNet and GAN within a few steps. Seen on a 2-core AMD EPYC with
+/// AVX-512 that failed 7 tests, and reproduced exactly (the same wrong numbers) on an Intel host by trapping CPUID to
+/// report an AMD vendor with that leaf empty (bench/RESULTS.md). Limiting oneDNN to AVX2 still left NaNs. Such a host
+/// first gets its cache sizes repaired (<see cref="OneDnnCacheRepair"/>, checked against float64); where that fails,
+/// oneDNN is switched off and libtorch convolves by im2col and BLAS, which is about 3x slower but right.
 /// PROXYROBUST_ONEDNN=on (oneDNN as it is, no repair) or off overrides the check.
 /// </summary>
 public static class OneDnnGuard
@@ -81,8 +81,8 @@ public static class OneDnnGuard
             "off" => new(false, $"{OverrideVariable}=off"),
             null or "" or "auto" => check() is { } why ? Repaired(why, repair) : new(true, null),
             var other => throw new ArgumentException(
-                $"{OverrideVariable}={other}: expected on, off or auto (the default: off only where oneDNN's "
-                    + "convolutions are known to be wrong)"
+                $"{OverrideVariable}={other}: expected on, off or auto (the default: repaired, or else off, only where "
+                    + "oneDNN's convolutions are known to be wrong)"
             ),
         };
 
