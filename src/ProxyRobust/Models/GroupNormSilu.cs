@@ -140,15 +140,11 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             long n = x.shape[0],
                 channels = x.shape[1],
                 pixels = x.shape[2] * x.shape[3];
-            using var gamma = weight.detach().contiguous();
-            using var beta = bias.detach().contiguous();
-            using var shifts = shift?.detach().contiguous();
+            using var parameters = new ChannelParameters(weight, bias, shift);
             var output = empty([n, x.shape[2], x.shape[3], channels], ScalarType.Float32);
             var stats = new float[n * groups * 2];
             using var xNhwc = x.permute(0, 2, 3, 1); // the same memory, now contiguous
             var (xAt, yAt) = (TensorCollectives.Address(xNhwc), TensorCollectives.Address(output));
-            var (gammaAt, betaAt) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
-            var shiftAt = shifts is null ? IntPtr.Zero : TensorCollectives.Address(shifts);
             int c = (int)channels;
             CpuParallel.For(
                 n,
@@ -156,8 +152,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 {
                     float* xs = (float*)xAt,
                         ys = (float*)yAt,
-                        gs = (float*)gammaAt,
-                        bs = (float*)betaAt;
+                        gs = (float*)parameters.Gamma,
+                        bs = (float*)parameters.Beta;
                     float* xi = xs + i * pixels * c,
                         yi = ys + i * pixels * c;
                     float* perChannel = stackalloc float[5 * c]; // sums, means, scales, shifts, this image's x shift
@@ -166,7 +162,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         a = perChannel + 2 * c,
                         b = perChannel + 3 * c,
                         s = perChannel + 4 * c;
-                    ImageShift(shiftAt, i, c, s);
+                    parameters.ImageShift(i, c, s);
                     ChannelSums(xi, pixels, c, sum);
                     for (int ch = 0; ch < c; ch++)
                         sum[ch] += pixels * s[ch];
@@ -216,9 +212,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             int c = (int)channels,
                 perGroup = c / groups;
             using var dyNhwc = gradOutput.permute(0, 2, 3, 1).contiguous();
-            using var gamma = weight.detach().contiguous();
-            using var beta = bias.detach().contiguous();
-            using var shifts = shift?.detach().contiguous();
+            using var parameters = new ChannelParameters(weight, bias, shift);
             var dx = empty([n, x.shape[2], x.shape[3], channels], ScalarType.Float32);
             var dShift = shift is null ? null : empty([n, channels], ScalarType.Float32);
             var partials = new float[n * c * 2]; // per image: sum(dz xhat), then sum(dz), per channel
@@ -228,8 +222,6 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 TensorCollectives.Address(dyNhwc),
                 TensorCollectives.Address(dx)
             );
-            var (gammaAt, betaAt) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
-            var shiftAt = shifts is null ? IntPtr.Zero : TensorCollectives.Address(shifts);
             var dShiftAt = dShift is null ? IntPtr.Zero : TensorCollectives.Address(dShift);
             CpuParallel.For(
                 n,
@@ -238,8 +230,8 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                     float* xs = (float*)xAt,
                         dys = (float*)dyAt,
                         dxs = (float*)dxAt,
-                        gs = (float*)gammaAt,
-                        bs = (float*)betaAt;
+                        gs = (float*)parameters.Gamma,
+                        bs = (float*)parameters.Beta;
                     long offset = i * pixels * c;
                     float* perChannel = stackalloc float[5 * c]; // means, rstds, sums of dz xhat and of dz, shift
                     float* mean = perChannel,
@@ -247,7 +239,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                         sdzx = perChannel + 2 * c,
                         sdz = perChannel + 3 * c,
                         s = perChannel + 4 * c;
-                    ImageShift(shiftAt, i, c, s);
+                    parameters.ImageShift(i, c, s);
                     for (int ch = 0; ch < c; ch++)
                     {
                         long g = i * groups + ch / perGroup;
@@ -307,13 +299,42 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             return (dx.permute(0, 3, 1, 2), tensor(dWeight), tensor(dBias), dShift);
         }
 
-        /// <summary>Image <paramref name="i"/>'s shift per channel into <paramref name="s"/> (0 without one).</summary>
-        private static void ImageShift(IntPtr shifts, long i, int c, float* s)
+        /// <summary>The per-channel inputs of both passes as contiguous float32 memory: gamma, beta and the optional
+        /// shift [N, C].</summary>
+        private sealed class ChannelParameters : IDisposable
         {
-            if (shifts == IntPtr.Zero)
-                new Span<float>(s, c).Clear();
-            else
-                new Span<float>((float*)shifts + i * c, c).CopyTo(new Span<float>(s, c));
+            private readonly Tensor gamma,
+                beta;
+            private readonly Tensor? shift;
+            public readonly IntPtr Gamma,
+                Beta;
+            private readonly IntPtr shiftAt; // zero without a shift
+
+            public ChannelParameters(Tensor weight, Tensor bias, Tensor? shift)
+            {
+                gamma = weight.detach().contiguous();
+                beta = bias.detach().contiguous();
+                this.shift = shift?.detach().contiguous();
+                (Gamma, Beta) = (TensorCollectives.Address(gamma), TensorCollectives.Address(beta));
+                shiftAt = this.shift is null ? IntPtr.Zero : TensorCollectives.Address(this.shift);
+            }
+
+            /// <summary>Image <paramref name="i"/>'s shift per channel into <paramref name="s"/> (0 without
+            /// one).</summary>
+            public void ImageShift(long i, int c, float* s)
+            {
+                if (shiftAt == IntPtr.Zero)
+                    new Span<float>(s, c).Clear();
+                else
+                    new Span<float>((float*)shiftAt + i * c, c).CopyTo(new Span<float>(s, c));
+            }
+
+            public void Dispose()
+            {
+                gamma.Dispose();
+                beta.Dispose();
+                shift?.Dispose();
+            }
         }
 
         /// <summary>exp(x) in float32 to about 2 ulp (Cephes' expf): x = n ln 2 + r with |r| &lt;= ln 2 / 2, exp(r) by
@@ -411,7 +432,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
                 float* xr = x + p * c,
                     yr = y + p * c;
                 int ch = 0;
-                if (!mask.Active || (mask.Vectorised && (first + p * c) % 2 == 0))
+                if (mask.VectorsFrom(first + p * c))
                 {
                     for (; ch + 16 <= c; ch += 16)
                     {
@@ -460,7 +481,7 @@ public sealed class GroupNormSilu : nn.Module<Tensor, Tensor>
             {
                 long row = p * c;
                 int ch = 0;
-                bool vectorMask = !mask.Active || (mask.Vectorised && (first + row) % 2 == 0);
+                bool vectorMask = mask.VectorsFrom(first + row);
                 for (; vectorMask && ch + 16 <= c; ch += 16)
                 {
                     var xhat = (Vector512.Load(x + row + ch) - Vector512.Load(mean + ch)) * Vector512.Load(rstd + ch);

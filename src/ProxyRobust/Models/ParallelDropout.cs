@@ -132,6 +132,10 @@ internal readonly struct DropoutMask
     /// <summary>Whether <see cref="Values16"/> applies (the threshold fits in 32 bits: p &gt; 0).</summary>
     public bool Vectorised => Active && Threshold <= uint.MaxValue;
 
+    /// <summary>Whether a vector loop can take 16 elements from element <paramref name="i"/> on: no mask at all, or
+    /// <see cref="Values16"/>, which starts at an even element.</summary>
+    public bool VectorsFrom(long i) => !Active || (Vectorised && i % 2 == 0);
+
     /// <summary>The value of element <paramref name="i"/>: 0 or <see cref="Kept"/> (1 when inactive).</summary>
     public float Value(long i)
     {
